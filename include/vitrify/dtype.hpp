@@ -1,0 +1,49 @@
+// vitrify/dtype.hpp - element types and codecs of the array table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace vitrify {
+
+/// Element types. All multi-byte types are stored little-endian, C order.
+enum class dtype : std::uint8_t {
+  bool_ = 0,
+  int8,
+  int16,
+  int32,
+  int64,
+  uint8,
+  uint16,
+  uint32,
+  uint64,
+  float16,
+  bfloat16,
+  float32,
+  float64,
+  complex64,
+  complex128,
+  string,  ///< variable-length UTF-8: (count+1) uint64 offsets, then the text bytes
+};
+
+inline constexpr std::size_t dtype_count = 16;
+
+/// Bytes per element; 0 for `string` (variable length).
+std::size_t dtype_size(dtype t) noexcept;
+/// Name used in the header ("float32"). Stable: part of the format.
+std::string_view dtype_name(dtype t) noexcept;
+/// Inverse of dtype_name; nullopt for unknown names.
+std::optional<dtype> dtype_from_name(std::string_view name) noexcept;
+
+/// Per-array codecs.
+enum class codec : std::uint8_t {
+  raw = 0,   ///< bytes stored as is, memory-mappable
+  zstd = 1,  ///< one or more zstd frames decoding to exactly the declared length
+};
+
+std::string_view codec_name(codec c) noexcept;
+std::optional<codec> codec_from_name(std::string_view name) noexcept;
+
+}  // namespace vitrify

@@ -1,0 +1,50 @@
+#include "vitrify/dtype.hpp"
+
+#include <array>
+
+namespace vitrify {
+namespace {
+struct dtype_row {
+  std::string_view name;
+  std::size_t size;
+};
+// Order matches enum dtype; names are part of the format.
+constexpr std::array<dtype_row, dtype_count> dtype_table{{
+    {"bool", 1},     {"int8", 1},     {"int16", 2},     {"int32", 4},     {"int64", 8},
+    {"uint8", 1},    {"uint16", 2},   {"uint32", 4},    {"uint64", 8},    {"float16", 2},
+    {"bfloat16", 2}, {"float32", 4},  {"float64", 8},   {"complex64", 8}, {"complex128", 16},
+    {"string", 0},
+}};
+}  // namespace
+
+std::size_t dtype_size(dtype t) noexcept {
+  auto i = static_cast<std::size_t>(t);
+  return i < dtype_table.size() ? dtype_table[i].size : 0;
+}
+
+std::string_view dtype_name(dtype t) noexcept {
+  auto i = static_cast<std::size_t>(t);
+  return i < dtype_table.size() ? dtype_table[i].name : std::string_view{"?"};
+}
+
+std::optional<dtype> dtype_from_name(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < dtype_table.size(); ++i)
+    if (dtype_table[i].name == name) return static_cast<dtype>(i);
+  return std::nullopt;
+}
+
+std::string_view codec_name(codec c) noexcept {
+  switch (c) {
+    case codec::raw: return "raw";
+    case codec::zstd: return "zstd";
+  }
+  return "?";
+}
+
+std::optional<codec> codec_from_name(std::string_view name) noexcept {
+  if (name == "raw") return codec::raw;
+  if (name == "zstd") return codec::zstd;
+  return std::nullopt;
+}
+
+}  // namespace vitrify

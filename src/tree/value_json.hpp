@@ -1,0 +1,31 @@
+// Internal: typed values from a parsed simdjson DOM, shared by parse_value and the reader.
+#pragma once
+
+#include <simdjson.h>
+
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "vitrify/value.hpp"
+
+namespace vitrify::detail {
+
+struct value_parse_ctx {
+  value_limits lim;
+  std::uint64_t nodes = 0;
+  std::unordered_set<std::int64_t> shared_ids;
+  std::vector<std::int64_t> refs;
+  std::vector<std::string> array_refs;  ///< names used by "$array" nodes, checked by the caller
+};
+
+/// Convert a DOM element to a typed value. `where` names the section for messages.
+result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx, std::uint32_t depth,
+                                 const std::string& where);
+/// Every "$ref" must name a "$shared" id of the same document.
+result<void> check_refs(const value_parse_ctx& ctx, const std::string& where);
+
+/// Map a simdjson parse error to a vitrify error.
+error json_error(simdjson::error_code ec, const std::string& where);
+
+}  // namespace vitrify::detail
