@@ -1,0 +1,624 @@
+// vitrify._core: nanobind bindings of the C++ reader and writer.
+//
+// Every vitrify::error is thrown as `py_error` and translated into the Python exception class
+// chosen by its code (see python/vitrify/errors.py). The GIL is released around everything
+// that touches file data (mapping, verification, decompression, writing).
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "vitrify/vitrify.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+struct py_error : std::exception {
+  vitrify::error err;
+  std::string text;
+  explicit py_error(vitrify::error e) : err(std::move(e)), text(err.what()) {}
+  const char* what() const noexcept override { return text.c_str(); }
+};
+
+[[noreturn]] void raise(vitrify::error e) { throw py_error(std::move(e)); }
+[[noreturn]] void raise(vitrify::errc code, std::string msg) { raise(vitrify::error{code, std::move(msg)}); }
+
+template <class T>
+T unwrap(vitrify::result<T>&& r) {
+  if (!r.ok()) raise(std::move(r).err());
+  return std::move(r).value();
+}
+inline void unwrap(vitrify::result<void>&& r) {
+  if (!r.ok()) raise(std::move(r).err());
+}
+
+void translate(const std::exception_ptr& p, void*) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const py_error& e) {
+    try {
+      nb::object mod = nb::module_::import_("vitrify.errors");
+      // Messages may quote file paths that are not valid UTF-8: never fail on them.
+      nb::object msg = nb::steal(
+          PyUnicode_DecodeUTF8(e.text.data(), static_cast<Py_ssize_t>(e.text.size()), "backslashreplace"));
+      if (!msg.is_valid()) throw nb::python_error();
+      nb::object exc = mod.attr("_make_error")(static_cast<int>(e.err.code),
+                                              std::string(vitrify::errc_name(e.err.code)), msg);
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    } catch (nb::python_error& pe) {
+      pe.restore();
+    } catch (...) {
+      PyErr_SetString(PyExc_RuntimeError, e.text.c_str());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A C-contiguous read-only byte view of any object supporting the buffer protocol.
+class byte_buffer {
+ public:
+  byte_buffer(nb::handle obj, const char* what) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      raise(vitrify::errc::invalid_argument,
+            std::string(what) + ": expected a C-contiguous buffer (bytes, bytearray, memoryview or numpy array), got " +
+                std::string(nb::type_name(obj.type()).c_str()));
+    }
+    held_ = true;
+  }
+  byte_buffer(const byte_buffer&) = delete;
+  byte_buffer& operator=(const byte_buffer&) = delete;
+  ~byte_buffer() {
+    if (held_) PyBuffer_Release(&view_);
+  }
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
+    return {static_cast<const std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
+  }
+
+ private:
+  Py_buffer view_{};
+  bool held_ = false;
+};
+
+vitrify::dtype dtype_arg(std::string_view name) {
+  auto t = vitrify::dtype_from_name(name);
+  if (!t) raise(vitrify::errc::invalid_argument, "unknown dtype name '" + std::string(name) + "'");
+  return *t;
+}
+
+vitrify::array_codec codec_arg(std::string_view name, int level) {
+  auto c = vitrify::codec_from_name(name);
+  if (!c) raise(vitrify::errc::invalid_argument, "unknown codec name '" + std::string(name) + "'");
+  return vitrify::array_codec{*c, level};
+}
+
+vitrify::value value_arg(const std::optional<std::string>& json, const char* what) {
+  if (!json) return vitrify::value{};
+  auto r = vitrify::parse_value(*json);
+  if (!r.ok()) {
+    raise(vitrify::errc::invalid_argument, std::string(what) + ": invalid typed-value JSON (" +
+                                               std::string(vitrify::errc_name(r.code())) + "): " +
+                                               r.err().message);
+  }
+  return std::move(r).value();
+}
+
+nb::dict array_info_dict(const vitrify::array_info& a) {
+  nb::dict d;
+  d["name"] = nb::str(a.name.data(), a.name.size());
+  d["dtype"] = std::string(vitrify::dtype_name(a.type));
+  nb::list shape;
+  for (auto s : a.shape) shape.append(nb::int_(s));
+  d["shape"] = nb::tuple(shape);
+  d["count"] = nb::int_(a.count);
+  d["offset"] = nb::int_(a.offset);
+  d["length"] = nb::int_(a.stored_length);
+  d["decoded_length"] = nb::int_(a.decoded_length);
+  d["codec"] = std::string(vitrify::codec_name(a.codec));
+  d["level"] = nb::int_(a.level);
+  d["xxh3"] = nb::int_(a.xxh3);
+  if (a.attrs.is(vitrify::value::kind::null))
+    d["attrs"] = nb::none();
+  else
+    d["attrs"] = vitrify::to_json(a.attrs);
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// File
+// ---------------------------------------------------------------------------------------------
+
+struct File {
+  vitrify::file f;
+  bool writable = false;  // views may be written (copy-on-write map or private heap copy)
+
+  std::size_t index(std::int64_t i) const {
+    auto n = static_cast<std::int64_t>(f.arrays().size());
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) throw nb::index_error(("array index out of range (file has " + std::to_string(n) + " arrays)").c_str());
+    return static_cast<std::size_t>(i);
+  }
+  std::size_t index(const std::string& name) const { return unwrap(f.find(name)); }
+};
+
+std::string opt_json(const vitrify::value& v) { return vitrify::to_json(v); }
+
+/// A Python str from bytes that should be UTF-8 but may not be (paths): never fails.
+nb::str lossy_str(const std::string& s) {
+  return nb::steal<nb::str>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "backslashreplace"));
+}
+
+nb::object make_view(nb::pointer_and_handle<File> self, std::size_t i, bool check) {
+  const File& fh = *self.p;
+  std::span<const std::byte> s;
+  {
+    nb::gil_scoped_release release;
+    s = unwrap(fh.f.view(i, check));
+  }
+  std::size_t shape[1] = {s.size()};
+  // numpy refuses NULL data pointers in some versions; empty arrays point at the file start.
+  const std::byte* ptr = s.data() != nullptr ? s.data() : fh.f.bytes().data();
+  if (fh.writable) {
+    nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<1>> arr(
+        const_cast<std::byte*>(ptr), 1, shape, self.h);
+    return arr.cast();
+  }
+  nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<1>> arr(ptr, 1, shape, self.h);
+  return arr.cast();
+}
+
+using out_array = nb::ndarray<std::uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+void read_into(const File& fh, std::size_t i, out_array out, bool check) {
+  const auto& a = fh.f.arrays()[i];
+  if (out.size() != a.decoded_length) {
+    raise(vitrify::errc::invalid_argument, "read_into('" + a.name + "'): output buffer has " + std::to_string(out.size()) +
+                                               " bytes, the array decodes to " + std::to_string(a.decoded_length));
+  }
+  std::span<std::byte> dst(reinterpret_cast<std::byte*>(out.data()), out.size());
+  nb::gil_scoped_release release;
+  unwrap(fh.f.read_into(i, dst, check));
+}
+
+nb::list read_strings(const File& fh, std::size_t i, bool check) {
+  std::vector<std::string> v;
+  {
+    nb::gil_scoped_release release;
+    v = unwrap(fh.f.read_strings(i, check));
+  }
+  nb::list out;
+  for (const auto& s : v) {
+    PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "strict");
+    if (o == nullptr) throw nb::python_error();
+    out.append(nb::steal(o));
+  }
+  return out;
+}
+
+vitrify::open_options make_opts(bool copy_on_write, std::optional<std::uint64_t> max_header_bytes,
+                                std::optional<std::uint64_t> max_decoded_bytes) {
+  vitrify::open_options o;
+  o.copy_on_write = copy_on_write;
+  if (max_header_bytes) o.lim.max_header_bytes = *max_header_bytes;
+  if (max_decoded_bytes) o.lim.max_decoded_bytes = *max_decoded_bytes;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+// ---------------------------------------------------------------------------------------------
+
+struct Writer {
+  std::optional<vitrify::writer> w;
+  bool committed = false;
+  bool in_memory = false;
+  std::mutex mu;  // serialises calls made with the GIL released
+
+  vitrify::writer& get(const char* op) {
+    if (!w) raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is closed");
+    if (committed && std::string_view(op) != "take_bytes")
+      raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is already committed");
+    return *w;
+  }
+};
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "vitrify C++ core (nanobind)";
+  nb::register_exception_translator(translate);
+
+  m.attr("library_version") = vitrify::library_version();
+  m.attr("format_version") = nb::make_tuple(vitrify::format_major, vitrify::format_minor);
+  m.attr("preamble_size") = vitrify::preamble_size;
+
+  m.def("errc_name", [](int code) { return std::string(vitrify::errc_name(static_cast<vitrify::errc>(code))); },
+        "code"_a, "Stable identifier of a numeric error code.");
+  m.def("dtype_names", [] {
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < vitrify::dtype_count; ++i)
+      v.emplace_back(vitrify::dtype_name(static_cast<vitrify::dtype>(i)));
+    return v;
+  });
+  m.def("dtype_size", [](std::string_view name) { return vitrify::dtype_size(dtype_arg(name)); }, "name"_a);
+  m.def("canonical_json", [](const std::string& json) { return vitrify::to_json(value_arg(json, "canonical_json")); },
+        "json"_a, "Parse typed-value JSON with the C++ parser and return its canonical encoding.");
+  m.def("_raise", [](int code, std::string msg) { raise(static_cast<vitrify::errc>(code), std::move(msg)); },
+        "code"_a, "message"_a, "Raise the Python exception for an error code (for tests).");
+
+  // ---- File --------------------------------------------------------------------------------
+  nb::class_<File>(m, "File", "A verified vitrify file (memory-mapped or an in-memory copy).")
+      .def_static(
+          "open",
+          [](const std::filesystem::path& path, bool copy_on_write, std::optional<std::uint64_t> max_header_bytes,
+             std::optional<std::uint64_t> max_decoded_bytes) {
+            auto opts = make_opts(copy_on_write, max_header_bytes, max_decoded_bytes);
+            std::optional<vitrify::file> f;
+            {
+              nb::gil_scoped_release release;
+              f.emplace(unwrap(vitrify::file::open(path, opts)));
+            }
+            return File{std::move(*f), copy_on_write};
+          },
+          "path"_a, "copy_on_write"_a = false, "max_header_bytes"_a = nb::none(),
+          "max_decoded_bytes"_a = nb::none(),
+          "Memory-map and verify the file at path. With copy_on_write, views are writable and\n"
+          "writes stay private to this process (the file is never modified).")
+      .def_static(
+          "from_bytes",
+          [](nb::handle data, bool writable, std::optional<std::uint64_t> max_header_bytes,
+             std::optional<std::uint64_t> max_decoded_bytes) {
+            byte_buffer buf(data, "File.from_bytes");
+            auto opts = make_opts(false, max_header_bytes, max_decoded_bytes);
+            std::optional<vitrify::file> f;
+            {
+              nb::gil_scoped_release release;
+              f.emplace(unwrap(vitrify::file::from_bytes(buf.bytes(), opts)));
+            }
+            return File{std::move(*f), writable};
+          },
+          "data"_a, "writable"_a = false, "max_header_bytes"_a = nb::none(), "max_decoded_bytes"_a = nb::none(),
+          "Verify an in-memory image (copied into a private aligned buffer). With writable, views\n"
+          "of raw arrays may be written (they alias the private copy, never `data`).")
+      .def_prop_ro("name",
+                   [](const File& s) {
+                     const auto& n = s.f.name();
+                     return nb::steal(PyUnicode_DecodeFSDefaultAndSize(n.data(), static_cast<Py_ssize_t>(n.size())));
+                   })
+      .def_prop_ro("version", [](const File& s) { return nb::make_tuple(s.f.version_major(), s.f.version_minor()); })
+      .def_prop_ro("alignment", [](const File& s) { return s.f.alignment(); })
+      .def_prop_ro("size", [](const File& s) { return s.f.size(); })
+      .def_prop_ro("content_length", [](const File& s) { return s.f.content_length(); })
+      .def_prop_ro("writable", [](const File& s) { return s.writable; })
+      .def_prop_ro("address", [](const File& s) { return reinterpret_cast<std::uintptr_t>(s.f.bytes().data()); },
+                   "Address of the first byte of the file image (mapping or private copy).")
+      .def_prop_ro("required_features",
+                   [](const File& s) {
+                     std::vector<std::string> v(s.f.required_features().begin(), s.f.required_features().end());
+                     return v;
+                   })
+      .def_prop_ro("header_json", [](const File& s) {
+        auto h = s.f.header_json();
+        return nb::str(h.data(), h.size());
+      })
+      .def_prop_ro("arrays",
+                   [](const File& s) {
+                     nb::list out;
+                     for (const auto& a : s.f.arrays()) out.append(array_info_dict(a));
+                     return out;
+                   },
+                   "The array table: a list of dicts (name, dtype, shape, count, offset, length,\n"
+                   "decoded_length, codec, level, xxh3, attrs as typed-value JSON text or None).")
+      .def("__len__", [](const File& s) { return s.f.arrays().size(); })
+      .def("names",
+           [](const File& s) {
+             nb::list out;
+             for (const auto& a : s.f.arrays()) out.append(nb::str(a.name.data(), a.name.size()));
+             return out;
+           })
+      .def("array_info", [](const File& s, std::int64_t i) { return array_info_dict(s.f.arrays()[s.index(i)]); }, "i"_a)
+      .def("array_info", [](const File& s, const std::string& n) { return array_info_dict(s.f.arrays()[s.index(n)]); },
+           "name"_a)
+      .def("find", [](const File& s, const std::string& n) { return s.index(n); }, "name"_a,
+           "Index of the array called name (ArrayNotFoundError if there is none).")
+      .def("__contains__", [](const File& s, const std::string& n) { return s.f.find(n).ok(); }, "name"_a)
+      .def(
+          "view",
+          [](nb::pointer_and_handle<File> self, std::int64_t i, bool check) {
+            return make_view(self, self.p->index(i), check);
+          },
+          "i"_a, "check"_a = false,
+          "Zero-copy 1-D uint8 view of a raw array's bytes inside the mapping. The array keeps this\n"
+          "File alive. Read-only unless the file was opened copy_on_write. With check, the XXH3\n"
+          "checksum is verified first (touches every byte). ArgumentError (not_raw) for compressed arrays.")
+      .def(
+          "view",
+          [](nb::pointer_and_handle<File> self, const std::string& name, bool check) {
+            return make_view(self, self.p->index(name), check);
+          },
+          "name"_a, "check"_a = false)
+      .def(
+          "stored_bytes",
+          [](nb::pointer_and_handle<File> self, std::int64_t i) {
+            auto s = self.p->f.stored_bytes(self.p->index(i));
+            std::size_t shape[1] = {s.size()};
+            const std::byte* ptr = s.data() != nullptr ? s.data() : self.p->f.bytes().data();
+            nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<1>> arr(ptr, 1, shape, self.h);
+            return arr.cast();
+          },
+          "i"_a, "Read-only zero-copy view of the stored (possibly compressed) bytes of array i.")
+      .def(
+          "read_into",
+          [](const File& s, std::int64_t i, out_array out, bool check) { read_into(s, s.index(i), std::move(out), check); },
+          "i"_a, "out"_a.noconvert(), "check"_a = true,
+          "Decode array i into `out` (a writable C-contiguous 1-D uint8 array of exactly\n"
+          "decoded_length bytes), verifying its checksum unless check=False. Releases the GIL.")
+      .def(
+          "read_into",
+          [](const File& s, const std::string& n, out_array out, bool check) {
+            read_into(s, s.index(n), std::move(out), check);
+          },
+          "name"_a, "out"_a.noconvert(), "check"_a = true)
+      .def(
+          "read_strings", [](const File& s, std::int64_t i, bool check) { return read_strings(s, s.index(i), check); },
+          "i"_a, "check"_a = true, "Decode a string array into a list of str (C order).")
+      .def(
+          "read_strings",
+          [](const File& s, const std::string& n, bool check) { return read_strings(s, s.index(n), check); },
+          "name"_a, "check"_a = true)
+      .def(
+          "verify",
+          [](const File& s) {
+            nb::gil_scoped_release release;
+            unwrap(s.f.verify());
+          },
+          "Verify every array (checksums, string arrays, compressed streams, bool values).")
+      .def(
+          "verify_array",
+          [](const File& s, std::int64_t i) {
+            std::size_t k = s.index(i);
+            nb::gil_scoped_release release;
+            unwrap(s.f.verify_array(k));
+          },
+          "i"_a)
+      .def(
+          "verify_array",
+          [](const File& s, const std::string& n) {
+            std::size_t k = s.index(n);
+            nb::gil_scoped_release release;
+            unwrap(s.f.verify_array(k));
+          },
+          "name"_a)
+      .def_prop_ro("metadata_json", [](const File& s) { return opt_json(s.f.metadata()); })
+      .def_prop_ro("environment_json", [](const File& s) { return opt_json(s.f.environment()); })
+      .def_prop_ro("provenance_json", [](const File& s) { return opt_json(s.f.provenance()); })
+      .def_prop_ro("content_json", [](const File& s) { return opt_json(s.f.content()); })
+      .def_prop_ro("trailers",
+                   [](const File& s) {
+                     nb::list out;
+                     for (const auto& t : s.f.trailers())
+                       out.append(nb::make_tuple(
+                           nb::bytes(t.tag.data(), t.tag.size()),
+                           nb::bytes(reinterpret_cast<const char*>(t.body.data()), t.body.size())));
+                     return out;
+                   })
+      .def("__repr__", [](const File& s) {
+        return lossy_str("<vitrify.File " + s.f.name() + " v" + std::to_string(s.f.version_major()) + "." +
+               std::to_string(s.f.version_minor()) + ", " + std::to_string(s.f.arrays().size()) + " arrays, " +
+               std::to_string(s.f.size()) + " bytes>");
+      });
+
+  // ---- Writer ------------------------------------------------------------------------------
+  nb::class_<Writer>(m, "Writer", "Streams arrays into a new vitrify file (atomic: temp file + rename).")
+      .def_static(
+          "create",
+          [](const std::filesystem::path& path, std::uint32_t alignment, bool durable) {
+            vitrify::writer_options o;
+            o.alignment = alignment;
+            o.durable = durable;
+            auto* w = new Writer();
+            try {
+              nb::gil_scoped_release release;
+              w->w.emplace(unwrap(vitrify::writer::create(path, o)));
+            } catch (...) {
+              delete w;
+              throw;
+            }
+            return w;
+          },
+          "path"_a, "alignment"_a = 64, "durable"_a = true, nb::rv_policy::take_ownership)
+      .def_static(
+          "create_in_memory",
+          [](std::uint32_t alignment) {
+            vitrify::writer_options o;
+            o.alignment = alignment;
+            o.durable = false;
+            auto* w = new Writer();
+            try {
+              w->w.emplace(unwrap(vitrify::writer::create_in_memory(o)));
+            } catch (...) {
+              delete w;
+              throw;
+            }
+            w->in_memory = true;
+            return w;
+          },
+          "alignment"_a = 64, nb::rv_policy::take_ownership)
+      .def(
+          "add_array",
+          [](Writer& s, const std::string& name, std::string_view dtype, std::vector<std::uint64_t> shape,
+             nb::handle data, std::string_view codec, int level, std::optional<std::string> attrs_json) {
+            auto t = dtype_arg(dtype);
+            if (t == vitrify::dtype::string)
+              raise(vitrify::errc::invalid_argument, "add_array('" + name + "'): use add_string_array for strings");
+            auto how = codec_arg(codec, level);
+            auto attrs = value_arg(attrs_json, "add_array attrs");
+            byte_buffer buf(data, "add_array data");
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            auto& w = s.get("add_array");
+            unwrap(w.add_array(name, t, shape, buf.bytes(), how, std::move(attrs)));
+          },
+          "name"_a, "dtype"_a, "shape"_a, "data"_a, "codec"_a = "raw", "level"_a = 3, "attrs_json"_a = nb::none(),
+          "Append a fixed-size array. data: any C-contiguous buffer holding exactly\n"
+          "dtype_size * prod(shape) bytes, little-endian, C order.")
+      .def(
+          "add_string_array",
+          [](Writer& s, const std::string& name, std::vector<std::uint64_t> shape, nb::handle offsets,
+             nb::handle text, std::string_view codec, int level, std::optional<std::string> attrs_json) {
+            auto how = codec_arg(codec, level);
+            auto attrs = value_arg(attrs_json, "add_string_array attrs");
+            byte_buffer obuf(offsets, "add_string_array offsets");
+            byte_buffer tbuf(text, "add_string_array text");
+            auto ob = obuf.bytes();
+            if (ob.size() % sizeof(std::uint64_t) != 0)
+              raise(vitrify::errc::invalid_argument,
+                    "add_string_array('" + name + "'): offsets must be a buffer of uint64 values");
+            // Copy the offsets: the buffer need not be 8-byte aligned.
+            std::vector<std::uint64_t> offs(ob.size() / sizeof(std::uint64_t));
+            if (!ob.empty()) std::memcpy(offs.data(), ob.data(), ob.size());
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            auto& w = s.get("add_string_array");
+            unwrap(w.add_string_array(name, shape, std::span<const std::uint64_t>(offs), tbuf.bytes(), how,
+                                      std::move(attrs)));
+          },
+          "name"_a, "shape"_a, "offsets"_a, "text"_a, "codec"_a = "raw", "level"_a = 3, "attrs_json"_a = nb::none(),
+          "Append a string array: offsets (count+1 uint64, offsets[0]==0, non-decreasing,\n"
+          "last == len(text)) and the concatenated UTF-8 text.")
+      .def(
+          "add_strings",
+          [](Writer& s, const std::string& name, std::vector<std::uint64_t> shape, std::vector<std::string> strings,
+             std::string_view codec, int level, std::optional<std::string> attrs_json) {
+            auto how = codec_arg(codec, level);
+            auto attrs = value_arg(attrs_json, "add_strings attrs");
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            auto& w = s.get("add_strings");
+            unwrap(w.add_string_array(name, shape, std::span<const std::string>(strings), how, std::move(attrs)));
+          },
+          "name"_a, "shape"_a, "strings"_a, "codec"_a = "raw", "level"_a = 3, "attrs_json"_a = nb::none(),
+          "Append a string array from a list of str.")
+      .def(
+          "set_metadata",
+          [](Writer& s, const std::string& json) {
+            auto v = value_arg(json, "metadata");
+            std::lock_guard lock(s.mu);
+            s.get("set_metadata").set_metadata(std::move(v));
+          },
+          "json"_a)
+      .def(
+          "set_environment",
+          [](Writer& s, const std::string& json) {
+            auto v = value_arg(json, "environment");
+            std::lock_guard lock(s.mu);
+            s.get("set_environment").set_environment(std::move(v));
+          },
+          "json"_a)
+      .def(
+          "set_provenance",
+          [](Writer& s, const std::string& json) {
+            auto v = value_arg(json, "provenance");
+            std::lock_guard lock(s.mu);
+            s.get("set_provenance").set_provenance(std::move(v));
+          },
+          "json"_a)
+      .def(
+          "set_content",
+          [](Writer& s, const std::string& json) {
+            auto v = value_arg(json, "content");
+            std::lock_guard lock(s.mu);
+            s.get("set_content").set_content(std::move(v));
+          },
+          "json"_a)
+      .def_prop_ro("array_count",
+                   [](Writer& s) {
+                     std::lock_guard lock(s.mu);
+                     return s.w ? s.w->array_count() : std::size_t{0};
+                   })
+      .def_prop_ro("committed", [](const Writer& s) { return s.committed; })
+      .def_prop_ro("closed", [](const Writer& s) { return !s.w.has_value(); })
+      .def(
+          "commit",
+          [](Writer& s) {
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            auto& w = s.get("commit");
+            auto r = w.commit();
+            if (!r.ok()) {
+              if (!s.in_memory) s.w.reset();  // removes the temporary file
+              raise(std::move(r).err());
+            }
+            s.committed = true;
+            if (!s.in_memory) s.w.reset();
+          },
+          "Write header and preamble; for files fsync (if durable) and rename into place.")
+      .def(
+          "take_bytes",
+          [](Writer& s) {
+            std::vector<std::byte> v;
+            {
+              std::lock_guard lock(s.mu);
+              if (!s.in_memory) raise(vitrify::errc::invalid_argument, "Writer.take_bytes(): not an in-memory writer");
+              if (!s.committed) raise(vitrify::errc::invalid_argument, "Writer.take_bytes(): commit() first");
+              v = s.get("take_bytes").take_bytes();
+              s.w.reset();
+            }
+            return nb::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+          },
+          "The committed in-memory file image (once; the writer is closed afterwards).")
+      .def(
+          "abort",
+          [](Writer& s) {
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            s.w.reset();  // an uncommitted file writer removes its temporary file
+          },
+          "Discard the writer (removes the temporary file if not committed).")
+      .def("close",
+           [](Writer& s) {
+             nb::gil_scoped_release release;
+             std::lock_guard lock(s.mu);
+             s.w.reset();
+           })
+      .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
+      .def(
+          "__exit__",
+          [](Writer& s, nb::handle exc_type, nb::handle, nb::handle) {
+            const bool failed = !exc_type.is_none();
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            // Uncommitted (or failed) writers are discarded; a committed in-memory writer keeps
+            // its bytes for take_bytes().
+            if (failed || !s.committed) s.w.reset();
+            return false;
+          },
+          "exc_type"_a.none(), "exc"_a.none(), "tb"_a.none(),
+          "Leaving the block without commit() discards the file.");
+}
