@@ -379,6 +379,16 @@ static result<void> check_sum(const file& f, std::size_t i) {
   return {};
 }
 
+/// Bool arrays hold only 0 and 1: any other byte is refused when the array is decoded.
+static result<void> check_bool_values(const file& f, std::size_t i, std::span<const std::byte> dec) {
+  const auto& a = f.arrays()[i];
+  if (a.type != dtype::bool_) return {};
+  for (std::size_t k = 0; k < dec.size(); ++k)
+    if (static_cast<unsigned char>(dec[k]) > 1)
+      return fail(errc::bad_array, f.name() + ": bool array \"" + a.name + "\" holds a byte other than 0 or 1 at element " + std::to_string(k));
+  return {};
+}
+
 result<std::span<const std::byte>> file::view(std::size_t i, bool check) const {
   VITRIFY_TRY(check_index(arrays_, i, name_));
   const auto& a = arrays_[i];
@@ -399,7 +409,7 @@ result<void> file::read_into(std::size_t i, std::span<std::byte> out, bool check
   auto in = stored_bytes(i);
   if (a.codec == codec::raw) {
     if (!in.empty()) std::memcpy(out.data(), in.data(), in.size());
-    return {};
+    return check_bool_values(*this, i, out);
   }
   const std::string wa = name_ + ": array \"" + a.name + "\"";
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
@@ -432,7 +442,7 @@ result<void> file::read_into(std::size_t i, std::span<std::byte> out, bool check
   if (ob.pos != ob.size)
     return fail(errc::decompress_error, wa + ": decodes to " + std::to_string(ob.pos) + " bytes, declared " +
                                             std::to_string(a.decoded_length));
-  return {};
+  return check_bool_values(*this, i, out);
 }
 
 result<void> file::check_string_offsets(std::size_t i, std::span<const std::byte> decoded) const {
@@ -504,11 +514,7 @@ result<void> file::verify_array(std::size_t i) const {
     dec = owned;
   }
   if (a.type == dtype::string) VITRIFY_TRY(check_string_offsets(i, dec));
-  if (a.type == dtype::bool_)
-    for (std::size_t k = 0; k < dec.size(); ++k)
-      if (static_cast<unsigned char>(dec[k]) > 1)
-        return fail(errc::bad_array, name_ + ": bool array \"" + a.name + "\" holds a byte other than 0 or 1 at element " + std::to_string(k));
-  return {};
+  return check_bool_values(*this, i, dec);
 }
 
 result<void> file::verify() const {
