@@ -119,6 +119,7 @@ class file {
  private:
   static result<file> parse(std::shared_ptr<storage> st, const open_options& opt, std::string name);
   result<void> check_string_offsets(std::size_t i, std::span<const std::byte> decoded) const;
+  result<void> stream_check(std::size_t i) const;
 
   std::shared_ptr<storage> storage_;
   std::string name_;

@@ -902,19 +902,18 @@ def _validate_object(tname: str, obj: Any) -> None:
 # Environment and schema
 # ------------------------------------------------------------------------------------------
 
-_ENV_PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas")
+# Packages whose versions decide whether a saved model loads and predicts the same.
+_ENV_PACKAGES = ("numpy", "scipy", "scikit-learn")
 
 
 def _package_versions() -> dict:
     out = {}
     from importlib import metadata
     for p in _ENV_PACKAGES:
-        mod = {"scikit-learn": "sklearn"}.get(p, p)
-        if mod in sys.modules or p in ("numpy", "scipy", "scikit-learn"):
-            try:
-                out[p] = metadata.version(p)
-            except metadata.PackageNotFoundError:
-                pass
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
 
@@ -952,6 +951,8 @@ def check_environment(saved: Any, *, stacklevel: int = 3) -> list[str]:
             msgs.append(f"{pkg}: saved with {ver}, running {cur or 'not installed'}")
     if saved.get("python") and saved["python"].rsplit(".", 1)[0] != now["python"].rsplit(".", 1)[0]:
         msgs.append(f"python: saved with {saved['python']}, running {now['python']}")
+    if saved.get("vitrify") and saved["vitrify"] != now["vitrify"]:
+        msgs.append(f"vitrify: saved with {saved['vitrify']}, running {now['vitrify']}")
     if saved.get("byteorder") and saved["byteorder"] != now["byteorder"]:
         msgs.append(f"byteorder: saved on {saved['byteorder']}-endian, running {now['byteorder']}-endian")
     for m in msgs:
@@ -972,7 +973,7 @@ def _summary(obj: Any, depth: int = 0) -> Any:
     node: dict[str, Any] = {"type": _canonical_name(type(obj))}
     try:
         params = obj.get_params(deep=False)
-        defaults = type(obj)().get_params(deep=False) if _default_constructible(type(obj)) else {}
+        defaults = _init_defaults(type(obj))
     except Exception:
         params, defaults = {}, {}
     nondefault = {}
@@ -1007,12 +1008,15 @@ def _summary(obj: Any, depth: int = 0) -> Any:
     return node
 
 
-def _default_constructible(cls: type) -> bool:
+def _init_defaults(cls: type) -> dict:
+    """Default values of the constructor's parameters (without building an instance)."""
+    import inspect as _inspect
     try:
-        cls()
-        return True
-    except Exception:
-        return False
+        sig = _inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return {}
+    return {k: p.default for k, p in sig.parameters.items()
+            if p.default is not _inspect.Parameter.empty}
 
 
 def _same(a: Any, b: Any) -> bool:

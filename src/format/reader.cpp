@@ -149,7 +149,7 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
 
   // --- Header JSON ----------------------------------------------------------------------------
   simdjson::dom::parser parser;
-  if (auto ec = parser.allocate(f.header_length_ + 64, 2 * static_cast<std::size_t>(lim.max_depth) + 16))
+  if (auto ec = parser.allocate(f.header_length_ + 64, 3 * static_cast<std::size_t>(lim.max_depth) + 16))
     return detail::json_error(ec, name + ": header");
   simdjson::dom::element root;
   // realloc_if_needed: the mapping has no SIMDJSON_PADDING after the header, so let simdjson copy.
@@ -379,6 +379,26 @@ static result<void> check_sum(const file& f, std::size_t i) {
   return {};
 }
 
+/// The stored bytes of a zstd array must be ordinary zstd frames end to end: skippable frames
+/// (which decoders ignore) would be a place to hide bytes, so they are refused.
+static result<void> check_frames(const file& f, std::size_t i) {
+  const auto& a = f.arrays()[i];
+  auto in = f.stored_bytes(i);
+  std::size_t pos = 0;
+  while (pos < in.size()) {
+    const void* p = in.data() + pos;
+    std::size_t rem = in.size() - pos;
+    if (rem >= 4 && (load_u32(in.data() + pos) & 0xFFFFFFF0u) == 0x184D2A50u)  // skippable frame magic
+      return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\" holds a skippable zstd frame (hidden bytes are not allowed)");
+    std::size_t n = ZSTD_findFrameCompressedSize(p, rem);
+    if (ZSTD_isError(n) || n == 0)
+      return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\": corrupt zstd frame: " + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "empty"));
+    pos += n;
+  }
+  if (in.empty()) return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\": empty zstd stream");
+  return {};
+}
+
 /// Bool arrays hold only 0 and 1: any other byte is refused when the array is decoded.
 static result<void> check_bool_values(const file& f, std::size_t i, std::span<const std::byte> dec) {
   const auto& a = f.arrays()[i];
@@ -412,6 +432,7 @@ result<void> file::read_into(std::size_t i, std::span<std::byte> out, bool check
     return check_bool_values(*this, i, out);
   }
   const std::string wa = name_ + ": array \"" + a.name + "\"";
+  VITRIFY_TRY(check_frames(*this, i));
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!dctx) return fail(errc::io_error, wa + ": cannot allocate a zstd context");
   // Bound decoder memory: windows larger than 128 MiB (2^27) are refused.
@@ -503,18 +524,48 @@ result<void> file::verify_array(std::size_t i) const {
   VITRIFY_TRY(check_index(arrays_, i, name_));
   VITRIFY_TRY(check_sum(*this, i));
   const auto& a = arrays_[i];
-  std::vector<std::byte> owned;
-  std::span<const std::byte> dec;
   if (a.codec == codec::raw) {
-    dec = stored_bytes(i);
-  } else {
-    // Decode in bounded memory? The declared size is limited by max_decoded_bytes; decode fully.
-    owned.resize(a.decoded_length);
-    VITRIFY_TRY(read_into(i, owned, false));
-    dec = owned;
+    auto dec = stored_bytes(i);
+    if (a.type == dtype::string) VITRIFY_TRY(check_string_offsets(i, dec));
+    return check_bool_values(*this, i, dec);
   }
-  if (a.type == dtype::string) VITRIFY_TRY(check_string_offsets(i, dec));
-  return check_bool_values(*this, i, dec);
+  // Decode in bounded memory first: a small stream declaring a huge size (a decompression
+  // bomb, or a lie) is caught here without allocating what it declares.
+  VITRIFY_TRY(stream_check(i));
+  if (a.type == dtype::string || a.type == dtype::bool_) {
+    std::vector<std::byte> owned(a.decoded_length);
+    VITRIFY_TRY(read_into(i, owned, false));
+    if (a.type == dtype::string) VITRIFY_TRY(check_string_offsets(i, owned));
+  }
+  return {};
+}
+
+result<void> file::stream_check(std::size_t i) const {
+  const auto& a = arrays_[i];
+  const std::string wa = name_ + ": array \"" + a.name + "\"";
+  VITRIFY_TRY(check_frames(*this, i));
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!dctx) return fail(errc::io_error, wa + ": cannot allocate a zstd context");
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 27);
+  auto in = stored_bytes(i);
+  std::vector<std::byte> chunk(ZSTD_DStreamOutSize());
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  std::uint64_t total = 0;
+  std::size_t ret = 0;
+  while (true) {
+    ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
+    ret = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+    if (ZSTD_isError(ret)) return fail(errc::decompress_error, wa + ": corrupt zstd data: " + ZSTD_getErrorName(ret));
+    total += ob.pos;
+    if (total > a.decoded_length)
+      return fail(errc::decompress_error, wa + ": data inflates past its declared size " + std::to_string(a.decoded_length));
+    if (ib.pos == ib.size && ret == 0) break;
+    if (ib.pos == ib.size && ob.pos < ob.size) return fail(errc::decompress_error, wa + ": zstd stream ends mid-frame");
+  }
+  if (total != a.decoded_length)
+    return fail(errc::decompress_error, wa + ": decodes to " + std::to_string(total) + " bytes, declared " +
+                                            std::to_string(a.decoded_length));
+  return {};
 }
 
 result<void> file::verify() const {

@@ -190,6 +190,9 @@ struct writer::impl {
     if (names.count(std::string(name))) return fail(errc::duplicate_name, "array \"" + std::string(name) + "\" added twice");
     if (shape.size() > limits{}.max_rank) return fail(errc::limit_exceeded, "array \"" + std::string(name) + "\": rank too large");
     if (how.codec != codec::raw && how.codec != codec::zstd) return fail(errc::unknown_codec, "unknown codec");
+    if (how.codec == codec::zstd && (how.level < ZSTD_minCLevel() || how.level > ZSTD_maxCLevel()))
+      return fail(errc::invalid_argument, "array \"" + std::string(name) + "\": zstd level " + std::to_string(how.level) +
+                                              " outside [" + std::to_string(ZSTD_minCLevel()) + ", " + std::to_string(ZSTD_maxCLevel()) + "]");
     if (!attrs.is(value::kind::null) && !attrs.is(value::kind::dict))
       return fail(errc::invalid_argument, "array \"" + std::string(name) + "\": attrs must be a dict");
     auto r = pad_to(opt.alignment);
@@ -261,6 +264,16 @@ struct writer::impl {
     for (const auto& e : entries) collect_refs(e.attrs, refs);
     for (const std::string* r : refs)
       if (!names.count(*r)) return fail(errc::invalid_argument, "$array reference \"" + *r + "\" names no array added to this writer");
+    // Every typed value must read back: re-parse all sections and attributes together with the
+    // reader's own rules ($shared ids are unique across the whole header), so that a writer never
+    // produces a file its readers reject.
+    {
+      std::vector<value> all;
+      for (const auto& sec : sections) all.push_back(sec);
+      for (const auto& e : entries) all.push_back(e.attrs);
+      auto r = parse_value(to_json(value::list(std::move(all))));
+      if (!r) return fail(errc::invalid_argument, "header values: " + r.err().message);
+    }
     std::string h = header_json();
     // Readers reject a header that is not UTF-8: never emit one (strings in values come from callers).
     if (!detail::valid_utf8(h.data(), h.size()))
@@ -395,6 +408,11 @@ result<void> writer::add_array(std::string_view name, dtype type, std::span<cons
   if (bytes != data.size())
     return fail(errc::invalid_argument, "add_array \"" + std::string(name) + "\": data has " + std::to_string(data.size()) +
                                             " bytes, dtype x shape needs " + std::to_string(bytes));
+  if (type == dtype::bool_)
+    for (std::size_t k = 0; k < data.size(); ++k)
+      if (static_cast<unsigned char>(data[k]) > 1)
+        return fail(errc::invalid_argument, "add_array \"" + std::string(name) + "\": bool element " + std::to_string(k) +
+                                                " is neither 0 nor 1");
   std::span<const std::byte> pieces[1] = {data};
   return impl_->add(name, type, shape, bytes, pieces, how, std::move(attrs));
 }
@@ -406,12 +424,14 @@ result<void> writer::add_string_array(std::string_view name, std::span<const std
   for (auto d : shape)
     if (detail::mul_overflow(count, d, &count)) return fail(errc::invalid_argument, "add_string_array: shape overflows");
   const std::string wa = "add_string_array \"" + std::string(name) + "\"";
-  if (offsets.size() != count + 1) return fail(errc::invalid_argument, wa + ": needs count + 1 offsets");
+  if (count == UINT64_MAX || offsets.empty() || offsets.size() != count + 1)
+    return fail(errc::invalid_argument, wa + ": needs count + 1 offsets");
   if (offsets[0] != 0 || offsets.back() != text.size())
     return fail(errc::bad_string_array, wa + ": offsets must start at 0 and end at the text size");
   const char* t = reinterpret_cast<const char*>(text.data());
   for (std::size_t k = 1; k < offsets.size(); ++k) {
     if (offsets[k] < offsets[k - 1]) return fail(errc::bad_string_array, wa + ": offsets decrease");
+    if (offsets[k] > text.size()) return fail(errc::bad_string_array, wa + ": offset past the end of the text");
     if (!detail::valid_utf8(t + offsets[k - 1], offsets[k] - offsets[k - 1]))
       return fail(errc::bad_string_array, wa + ": element " + std::to_string(k - 1) + " is not valid UTF-8");
   }

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
 
 #include "format/internal.hpp"
 #include "tree/value_json.hpp"
@@ -412,6 +413,7 @@ result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx,
     if (tag == "$dict") {
       if (!x.is_array()) return bad(where, "$dict must be an array of [key, value] pairs");
       value d = value::dict();
+      std::unordered_set<std::string> seen_keys;
       simdjson::dom::array pairs = x.get_array().value_unsafe();
       for (simdjson::dom::element pair : pairs) {
         simdjson::dom::array pa;
@@ -424,6 +426,9 @@ result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx,
         if (!k) return std::move(k).err();
         auto v = value_from_element(kv[1], ctx, depth + 1, where);
         if (!v) return std::move(v).err();
+        // Equal keys would make the dict ambiguous: compare canonical encodings.
+        if (!seen_keys.insert(to_json(k.value())).second)
+          return fail(errc::duplicate_name, where + ": $dict has a duplicate key " + to_json(k.value()));
         d.items().push_back(std::move(k).value());
         d.items().push_back(std::move(v).value());
       }
@@ -504,7 +509,7 @@ result<void> check_refs(const value_parse_ctx& ctx, const std::string& where) {
 
 result<value> parse_value(std::string_view json, const value_limits& lim) {
   simdjson::dom::parser parser;
-  if (auto ec = parser.allocate(json.size() + 64, 2 * static_cast<std::size_t>(lim.max_depth) + 8))
+  if (auto ec = parser.allocate(json.size() + 64, 3 * static_cast<std::size_t>(lim.max_depth) + 16))
     return detail::json_error(ec, "value");
   simdjson::dom::element root;
   if (auto ec = parser.parse(json.data(), json.size(), true).get(root)) return detail::json_error(ec, "value");
