@@ -31,6 +31,37 @@ std::string codec_text(const array_info& a) {
   return s;
 }
 
+/// One estimator of the schema tree: type, non-default parameters, fitted arrays, children.
+void draw_estimator(std::string& out, const value& node, int indent) {
+  if (indent > 80) return;
+  std::string pad(static_cast<std::size_t>(indent), ' ');
+  const value* type = node.get("type");
+  std::string head;
+  if (const value* p = node.get("param")) {
+    head += p->is(value::kind::string) ? p->as_string() : inline_value(*p, 30);
+    if (const value* n = node.get("name")) head += "['" + (n->is(value::kind::string) ? n->as_string() : inline_value(*n, 30)) + "']";
+    head += ": ";
+  }
+  head += type && type->is(value::kind::string) ? type->as_string() : "?";
+  out += pad + head + '\n';
+  auto kv = [&](const char* title, const value* d) {
+    if (!d || !d->is(value::kind::dict) || d->dict_size() == 0) return;
+    std::string line;
+    for (std::size_t i = 0; i < d->dict_size(); ++i) {
+      const value& k = d->dict_key(i);
+      const value& v = d->dict_value(i);
+      line += (i ? ", " : "") + (k.is(value::kind::string) ? k.as_string() : inline_value(k, 20)) + "=" +
+              (v.is(value::kind::string) ? v.as_string() : inline_value(v, 40));
+    }
+    out += pad + "  " + title + ": " + line + '\n';
+  };
+  kv("params", node.get("params"));
+  kv("fitted", node.get("fitted"));
+  if (const value* ch = node.get("children"); ch && ch->is(value::kind::list))
+    for (const value& c : ch->items())
+      if (c.is(value::kind::dict)) draw_estimator(out, c, indent + 2);
+}
+
 void print_text(const file& f, const std::string& path) {
   std::uint64_t stored = 0, decoded = 0;
   for (const auto& a : f.arrays()) {
@@ -71,8 +102,19 @@ void print_text(const file& f, const std::string& path) {
   if (!f.environment().is(value::kind::null)) section("environment", f.environment());
   if (!f.provenance().is(value::kind::null)) section("provenance", f.provenance());
   if (!f.content().is(value::kind::null)) {
-    out += "\ncontent: " + inline_value(f.content(), 72) + " (" + std::to_string(count_nodes(f.content())) +
-           " nodes)\n";
+    const value* schema = f.content().get("schema");
+    const value* est = schema ? schema->get("estimator") : nullptr;
+    if (est != nullptr && est->is(value::kind::dict)) {
+      out += "\nmodel:\n";
+      for (const char* k : {"n_features_in_", "feature_names_in_", "classes_", "n_outputs_"})
+        if (const value* v = schema->get(k)) out += "  " + std::string(k) + ": " + inline_value(*v, 90) + '\n';
+      out += "  estimator tree:\n";
+      draw_estimator(out, *est, 4);
+      out += "  (" + std::to_string(count_nodes(f.content())) + " content nodes)\n";
+    } else {
+      out += "\ncontent: " + inline_value(f.content(), 72) + " (" + std::to_string(count_nodes(f.content())) +
+             " nodes)\n";
+    }
   }
 
   out += '\n';
