@@ -32,6 +32,8 @@ test: test-cpp test-python
 
 demo: build
 	@PATH="$(CURDIR)/$(BUILD)/tools/vitrify:$$PATH" $(PY) examples/demo.py
+	@for w in examples/workflow_*.py; do \
+	  echo; echo "=== $$w"; PATH="$(CURDIR)/$(BUILD)/tools/vitrify:$$PATH" $(PY) $$w || exit 1; done
 
 bench: build
 	@$(PY) bench/bench_arrays.py --size-mib 1024 --markdown docs/BENCHMARKS.md

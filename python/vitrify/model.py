@@ -5,7 +5,7 @@ the header's ``content`` section) plus out-of-line arrays; ``load`` rebuilds it.
 imports a module or calls anything whose name is not on the trusted list, and the file cannot
 widen that list. Array data never goes through pickle.
 
-How objects are encoded (see docs/FORMAT.md, "Python object content"):
+How objects are encoded (see docs/PYTHON.md):
 
 * JSON-native values, tuples, bytes, dicts with any keys: the typed-value kinds themselves.
 * numpy arrays of fixed-size dtypes: an array of the file (raw, so it can be memory-mapped);
