@@ -15,7 +15,7 @@ section is kept as it is. A ``### Analysis`` subsection already in the section (
 is kept too.
 
     .venv/bin/python bench/bench_models.py            # full run (several minutes on 2 cores)
-    .venv/bin/python bench/bench_models.py --quick    # small models, few repeats (~1 minute)
+    .venv/bin/python bench/bench_models.py --quick    # small models, few repeats; prints only
 """
 
 from __future__ import annotations
@@ -431,16 +431,16 @@ def check_targets(specs, results: dict) -> tuple[list, dict]:
         big = r["pickle"].size > 10 * MIB
         need = 2.0 if big else 1.0
         if ratio < need:
-            bad.append(f"{k} {ratio:.2f}x (needs >= {need:g}x)")
+            bad.append(f"{k} speed-up {ratio:.2f}x (needs >= {need:g}x)")
             mark(k, "load")
     verdicts.append(("vitrify load no slower than pickle on every model, >= 2x faster on models "
-                     "over 10 MiB", not bad, "; ".join(bad) or "all models"))
+                     "over 10 MiB (pickle size)", not bad, "; ".join(bad) or "all models"))
     # 2. >= 10x faster load than skops.io
     bad = []
     for k in keys:
         ratio = results[k]["skops"].load / results[k]["vitrify"].load
         if ratio < 10:
-            bad.append(f"{k} {ratio:.1f}x")
+            bad.append(f"{k} speed-up {ratio:.1f}x")
             mark(k, "load")
     verdicts.append((">= 10x faster load than skops.io", not bad, "; ".join(bad) or "all models"))
     # 3. save <= 1.2x pickle's time
@@ -551,6 +551,14 @@ def machine_info() -> dict:
         except Exception:
             info[mod] = "?"
     try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "python", "src",
+                                "include"], capture_output=True, text=True, timeout=10).stdout.strip()
+        info["commit"] = rev + (" + uncommitted changes in python/src/include" if dirty else "")
+    except Exception:
+        info["commit"] = "?"
+    try:
         info["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         pass
@@ -566,7 +574,8 @@ def render_section(specs, results, verdicts, baselines, profs, diags, info, args
     L.append(f"Machine: {info['nproc']} cores ({info['cpu']}), shared with other jobs "
              f"(load average at the end of the run: {info.get('loadavg', '?')}); {info['platform']}; "
              f"Python {info['python']}, numpy {info['numpy']}, scikit-learn {info['scikit-learn']}, "
-             f"joblib {info['joblib']}, skops {info['skops']}, vitrify {info['vitrify']}. Files are "
+             f"joblib {info['joblib']}, skops {info['skops']}, vitrify {info['vitrify']} (commit "
+             f"{info.get('commit', '?')}, as installed in .venv). Files are "
              f"written to a temporary folder on the local disk.")
     L.append("")
     L.append("Method: models are fitted on `make_classification` data (20 features, fixed seeds; "
@@ -715,6 +724,9 @@ def main(argv=None) -> int:
                     "(rf100,rf500,et100,hgb,gb,pipe,knn,mlp)")
     ap.add_argument("--no-write", action="store_true",
                     help="print only; do not touch docs/BENCHMARKS.md or the PNG")
+    ap.add_argument("--write", action="store_true",
+                    help="with --quick: write docs/BENCHMARKS.md and the PNG anyway (a quick run "
+                    "prints only by default, so it cannot replace the full results by accident)")
     ap.add_argument("--md", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--png", default=os.path.join(ROOT, "docs", "benchmarks", "models_load.png"))
     ap.add_argument("--json", default="", help="also write raw results to this JSON file")
@@ -805,6 +817,8 @@ def main(argv=None) -> int:
                        "results": {k: {m: vars(v) for m, v in r.items()} for k, r in results.items()},
                        "baselines": baselines,
                        "verdicts": [(n, ok, d) for n, ok, d in verdicts]}, fh, indent=1)
+    if args.quick and not args.write:
+        args.no_write = True
     if not args.no_write:
         plot(specs, results, args.png, args.quick)
         png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.md)))
