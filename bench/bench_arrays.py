@@ -178,6 +178,17 @@ def _reset_peak() -> bool:
         return False
 
 
+def prefault(mib: int) -> None:
+    """Touch and free `mib` MiB of anonymous memory. On VMs that hand free guest memory back to
+    the host (virtio-balloon free page reporting), the first touch of such memory costs up to
+    ~2 s/GiB and varies from run to run; touching it first makes the timed allocations steady."""
+    if mib <= 0:
+        return
+    import numpy as np
+    a = np.ones(mib << 20, np.uint8)
+    del a
+
+
 def load_data(workdir: Path):
     import numpy as np
     layout = json.loads((workdir / "layout.json").read_text())
@@ -203,6 +214,7 @@ def worker(args) -> dict:
         arrays = load_data(Path(args.workdir))
         import gc
         gc.collect()
+        prefault(args.prefault_mib)
         exact = _reset_peak()
         rss0 = _status_kib("VmRSS")
         import resource
@@ -216,6 +228,7 @@ def worker(args) -> dict:
                 "size": os.path.getsize(path)}
     if args.worker == "open":
         fn = open_fn(args.method)
+        prefault(args.prefault_mib)
         times = []
         for _ in range(args.inner):
             t0 = time.perf_counter()
@@ -225,13 +238,16 @@ def worker(args) -> dict:
         return {"times": times}
     if args.worker == "full":
         fn = open_fn(args.method)
+        prefault(args.prefault_mib)
         t0 = time.perf_counter()
         d, keep = fn(path)
+        t1 = time.perf_counter()
         s = touch(d)
         dt = time.perf_counter() - t0
-        return {"seconds": dt, "checksum": s}
+        return {"seconds": dt, "open": t1 - t0, "checksum": s}
     if args.worker == "readraw":
         size = os.path.getsize(path)
+        prefault(args.prefault_mib)
         buf = np.ones(size, np.uint8)  # preallocated and faulted in: the best case for read()
         mv = memoryview(buf)
         t0 = time.perf_counter()
@@ -281,7 +297,8 @@ def make_data(workdir: Path, size_mib: int, n_arrays: int, seed: int) -> None:
 
 def run_worker(args, mode: str, method: str, path: Path, inner: int = 1) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--method", method,
-           "--path", str(path), "--workdir", str(args.workdir), "--inner", str(inner)]
+           "--path", str(path), "--workdir", str(args.workdir), "--inner", str(inner),
+           "--prefault-mib", str(args.prefault_mib)]
     # One BLAS thread: idle OpenBLAS worker threads otherwise spin on this small machine.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -343,6 +360,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size-mib", type=int, default=1024, help="total size of the arrays (default 1024)")
     ap.add_argument("--arrays", type=int, default=16, help="number of arrays (default 16)")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions per measurement; median reported")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed save runs before the timed ones (default 1)")
     ap.add_argument("--cold", action="store_true", help="also measure with the page cache dropped (root)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ",".join(METHODS))
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default bench/out/arrays-<N>MiB)")
@@ -353,15 +371,32 @@ def main(argv=None) -> int:
                     help="markdown appended to the generated section (analysis of the numbers; default "
                          "bench/arrays_notes.md if it exists)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                    help="measure nothing: re-render the report of an earlier run (its results.json), "
+                         "e.g. after editing the notes")
     # worker mode (internal)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--inner", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--prefault-mib", type=int, default=None,
+                    help="anonymous memory each measuring process touches and frees before timing "
+                         "(default: 1.25x --size-mib; 0 disables)")
     args = ap.parse_args(argv)
 
+    if args.prefault_mib is None:
+        args.prefault_mib = args.size_mib * 5 // 4
     if args.worker:
         print(json.dumps(worker(args)))
+        return 0
+
+    if args.render:
+        res = json.loads(args.render.read_text())
+        res["notes"] = args.notes.read_text(encoding="utf-8") if args.notes and args.notes.is_file() else None
+        text = render(res, [m for m in res["args"]["methods"].split(",") if m], argv)
+        print(text)
+        if args.markdown:
+            write_markdown(args.markdown, text)
         return 0
 
     methods = [m for m in args.methods.split(",") if m]
@@ -391,16 +426,17 @@ def main(argv=None) -> int:
     saves: dict[str, dict] = {}
     for fk in file_keys:
         runs = []
-        for r in range(args.repeat):
+        for r in range(-args.warmup, args.repeat):
             p = paths[fk]
             if p.exists():
                 p.unlink()
             os.sync()
             res = run_worker(args, "save", fk, p)
             os.sync()  # write-back outside the timed region
-            runs.append(res)
-            log(f"save {fk:16} run {r + 1}: {res['seconds']:.3f} s, peak extra "
-                f"{res['peak_extra_bytes'] / 2**20:.1f} MiB, {res['size'] / 2**20:.1f} MiB")
+            log(f"save {fk:16} " + (f"run {r + 1}" if r >= 0 else "warm-up") + f": {res['seconds']:.3f} s, "
+                f"peak extra {res['peak_extra_bytes'] / 2**20:.1f} MiB, {res['size'] / 2**20:.1f} MiB")
+            if r >= 0:
+                runs.append(res)
         saves[fk] = {"seconds": med([x["seconds"] for x in runs]),
                      "peak_extra_bytes": med([x["peak_extra_bytes"] for x in runs]),
                      "size": runs[-1]["size"], "runs": runs}
@@ -412,22 +448,29 @@ def main(argv=None) -> int:
     for m in methods:
         p = paths[METHODS[m][1]]
         opens, firsts, fulls = [], [], []
+        lazy = METHODS[m][3]
         for r in range(args.repeat):
+            if lazy:  # open alone, repeated in the process (the first one separately)
+                prewarm(p)
+                o = run_worker(args, "open", m, p, inner=5)
+                firsts.append(o["times"][0])
+                opens.extend(o["times"][1:])
             prewarm(p)
-            o = run_worker(args, "open", m, p, inner=5 if METHODS[m][3] else 1)
-            firsts.append(o["times"][0])
-            opens.extend(o["times"][1:] or o["times"])
-            prewarm(p)
-            fulls.append(run_worker(args, "full", m, p)["seconds"])
-            log(f"load {m:16} run {r + 1}: open {o['times'][0] * 1e3:.3f} ms (first in process), "
+            f = run_worker(args, "full", m, p)
+            fulls.append(f["seconds"])
+            if not lazy:  # open = the loading part of the full read, same process
+                firsts.append(f["open"])
+                opens.append(f["open"])
+            log(f"load {m:16} run {r + 1}: open {firsts[-1] * 1e3:.3f} ms (first in process), "
                 f"full read {fulls[-1]:.3f} s")
-        loads[m] = {"open_first": med(firsts), "open": med(opens), "full": med(fulls)}
+        loads[m] = {"open_first": med(firsts), "open": med(opens), "full": med(fulls),
+                    "runs": {"open_first": firsts, "open": opens, "full": fulls}}
     base_path = paths.get("vit_raw") or next(iter(paths.values()))
     reads = []
     for r in range(args.repeat):
         prewarm(base_path)
         reads.append(run_worker(args, "readraw", "-", base_path)["seconds"])
-    readraw = {"seconds": med(reads), "bytes": os.path.getsize(base_path)}
+    readraw = {"seconds": med(reads), "bytes": os.path.getsize(base_path), "runs": reads}
     log(f"read() baseline: {readraw['seconds']:.3f} s for {readraw['bytes'] / 2**20:.1f} MiB")
 
     # ---- loads, cold ----
@@ -442,10 +485,14 @@ def main(argv=None) -> int:
                 opens, fulls = [], []
                 for r in range(args.repeat):
                     drop_caches()
-                    opens.append(run_worker(args, "open", m, p)["times"][0])
-                    drop_caches()
-                    fulls.append(run_worker(args, "full", m, p)["seconds"])
-                cold[m] = {"open": med(opens), "full": med(fulls)}
+                    f = run_worker(args, "full", m, p)
+                    fulls.append(f["seconds"])
+                    if METHODS[m][3]:
+                        drop_caches()
+                        opens.append(run_worker(args, "open", m, p)["times"][0])
+                    else:
+                        opens.append(f["open"])
+                cold[m] = {"open": med(opens), "full": med(fulls), "runs": {"open": opens, "full": fulls}}
                 log(f"cold {m:16}: open {cold[m]['open'] * 1e3:.3f} ms, full read {cold[m]['full']:.3f} s")
             rs = []
             for r in range(args.repeat):
@@ -505,7 +552,9 @@ def render(res: dict, methods: list[str], argv) -> str:
              f"({nbytes:,} bytes). Data: standard-normal values rounded to 2 decimals "
              "(`round(100*x)/100`), so about 10 of 32 bits carry information and the data "
              "compresses somewhat, as low-precision weights do. Every measurement runs in a fresh "
-             f"process; each is the median of {a['repeat']} runs. Warm = file in the page cache.")
+             f"process; each is the median of {a['repeat']} runs (saves after {a.get('warmup', 0)} untimed run(s)); "
+             "\"best\" is the fastest run. Warm = file in the page cache. Before timing, each measuring process "
+             f"touches and frees {a.get('prefault_mib') or 0} MiB of memory (see the notes on this VM's memory).")
     L.append("")
     L.append("Reproduce (from the repository root, after `make python`):")
     L.append("")
@@ -524,13 +573,15 @@ def render(res: dict, methods: list[str], argv) -> str:
     vs = saves.get("vit_raw")
     L.append("### Save")
     L.append("")
-    L.append("| Format | Save (s) | vs vitrify raw | Throughput (GiB/s) | File size (MiB) | Size vs input | "
-             "Peak extra memory (MiB) |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    L.append("| Format | Save (s) | Best (s) | vs vitrify raw | Throughput (GiB/s) | File size (MiB) | "
+             "Size vs input | Peak extra memory (MiB) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for fk, s in saves.items():
         ratio = f"{s['seconds'] / vs['seconds']:.2f}x" if vs else "—"
-        L.append(f"| {SAVE_LABEL[fk]} | {s['seconds']:.3f} | {ratio} | {nbytes / 2**30 / s['seconds']:.2f} | "
-                 f"{s['size'] / 2**20:.1f} | {s['size'] / nbytes:.3f} | {s['peak_extra_bytes'] / 2**20:.1f} |")
+        best = min(r["seconds"] for r in s["runs"])
+        L.append(f"| {SAVE_LABEL[fk]} | {s['seconds']:.3f} | {best:.3f} | {ratio} | "
+                 f"{nbytes / 2**30 / s['seconds']:.2f} | {s['size'] / 2**20:.1f} | {s['size'] / nbytes:.3f} | "
+                 f"{s['peak_extra_bytes'] / 2**20:.1f} |")
     L.append("")
     L.append("Peak extra memory = the process's peak resident set during the save (VmHWM, reset just "
              "before) minus its resident set before it, with the arrays already in memory.")
@@ -541,28 +592,32 @@ def render(res: dict, methods: list[str], argv) -> str:
     L.append("### Load (warm)")
     L.append("")
     L.append("| Format | Open (ms) | Open, 1st in process (ms) | Open vs vitrify mmap | Full read (s) | "
-             "Full read (GiB/s) | Full read vs read() |" + (" Cold open (ms) | Cold full read (s) |" if cold else ""))
-    L.append("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cold else ""))
+             "Full read best (s) | Full read (GiB/s) | Full read vs read() |" +
+             (" Cold open (ms) | Cold full read (s) |" if cold else ""))
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cold else ""))
     rr_rate = rr["bytes"] / rr["seconds"]
     for m in methods:
         l_ = loads[m]
         label = METHODS[m][0] + (" (lazy)" if METHODS[m][3] and "lazy" not in METHODS[m][0] else "")
         ratio = ratio_text(l_["open"] / vl["open"]) if vl else "—"
         rate = nbytes / l_["full"]
+        best = min(l_["runs"]["full"]) if "runs" in l_ else None
         row = (f"| {label} | {l_['open'] * 1e3:.3f} | {l_['open_first'] * 1e3:.3f} | {ratio} | {l_['full']:.3f} | "
-               f"{rate / 2**30:.2f} | {rate / rr_rate:.0%} |")
+               f"{fmt(best)} | {rate / 2**30:.2f} | {rate / rr_rate:.0%} |")
         if cold:
             row += f" {cold[m]['open'] * 1e3:.3f} | {cold[m]['full']:.3f} |"
         L.append(row)
     L.append(f"| plain `read()` of the vitrify raw file into a preallocated buffer | — | — | — | "
-             f"{rr['seconds']:.3f} | {rr_rate / 2**30:.2f} | 100% |" +
+             f"{rr['seconds']:.3f} | {fmt(min(rr['runs']) if 'runs' in rr else None)} | {rr_rate / 2**30:.2f} | 100% |" +
              (f" — | {cold['readraw']:.3f} |" if cold else ""))
     L.append("")
-    L.append("Open = time to get the dict of arrays (memory-mapped loaders read no array data; the "
-             "others read and decode everything); the median over repeated opens in a process, and "
-             "separately the first open in a fresh process. Full read = open, then read one byte of "
+    L.append("Open = time to get the dict of arrays. Lazy loaders (marked) read no array data: for them "
+             "Open is the median over 4 repeated opens in a process, and the first open in a fresh "
+             "process is shown separately; the others read and decode everything, and their Open is "
+             "the loading part of the full-read runs. Full read = open, then read one byte of "
              "every 4 KiB page of every array, so that all data is in memory. The read() baseline "
-             "reads the same bytes (the whole vitrify raw file) into an already faulted-in buffer.")
+             "reads the same bytes (the whole vitrify raw file) into an already faulted-in buffer. "
+             "Cold = after `sync; echo 3 > /proc/sys/vm/drop_caches` (first open in a fresh process).")
     L.append("")
 
     # Targets
@@ -572,7 +627,7 @@ def render(res: dict, methods: list[str], argv) -> str:
     L.append("|---|---|:---:|")
 
     def row(name, measured, ok):
-        L.append(f"| {name} | {measured} | {'yes' if ok else '**no**'} |")
+        L.append(f"| {name} | {measured} | {'n/a' if ok is None else 'yes' if ok else '**no**'} |")
 
     if vs:
         pe = vs["peak_extra_bytes"] / 2**20
@@ -587,7 +642,7 @@ def render(res: dict, methods: list[str], argv) -> str:
         row("full read (mmap + touch) >= 80% of plain read() rate", f"{frac:.0%}", frac >= 0.8)
         if "vit_raw_verify" in loads:
             fr = (nbytes / loads["vit_raw_verify"]["full"]) / rr_rate
-            row("(for reference) full read with checksum verification vs read()", f"{fr:.0%}", fr >= 0.8)
+            row("(not a target) full read with checksum verification (verify=True) vs read()", f"{fr:.0%}", None)
     if "vit_zstd3" in saves and "joblib_z3" in saves:
         z, j = saves["vit_zstd3"], saves["joblib_z3"]
         r = j["seconds"] / z["seconds"]
