@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <span>
+#include <climits>
 #include <string>
 #include <string_view>
 
@@ -74,6 +76,23 @@ inline bool align_up(std::uint64_t v, std::uint64_t a, std::uint64_t* out) noexc
 
 bool valid_utf8(const char* p, std::size_t n) noexcept;
 std::string hex64(std::uint64_t v);
+
+/// Element count of a shape. The product of the non-zero dimensions must fit in int64 (numpy's
+/// index type), whatever their order, so that a shape with a zero dimension cannot hide
+/// dimensions no array library can represent.
+inline result<std::uint64_t> element_count(std::span<const std::uint64_t> shape) {
+  std::uint64_t nonzero = 1;
+  bool empty = false;
+  for (std::uint64_t d : shape) {
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (mul_overflow(nonzero, d, &nonzero) || nonzero > static_cast<std::uint64_t>(INT64_MAX))
+      return error{errc::bad_array, "the product of the non-zero dimensions exceeds 2^63 - 1"};
+  }
+  return empty ? 0 : nonzero;
+}
 bool parse_hex64(std::string_view s, std::uint64_t* out) noexcept;
 
 /// Array names: 1..max_bytes of UTF-8 without C0 controls or DEL.

@@ -58,6 +58,25 @@ result<std::vector<std::pair<std::string_view, simdjson::dom::element>>> members
   return out;
 }
 
+/// Keys are unique in every object of the header, members this reader ignores included
+/// (readers that do understand them must not disagree on which duplicate wins).
+result<void> check_unique_keys(simdjson::dom::element e, const std::string& where) {
+  using et = simdjson::dom::element_type;
+  if (e.type() == et::ARRAY) {
+    simdjson::dom::array a = e.get_array().value_unsafe();
+    for (simdjson::dom::element x : a) VITRIFY_TRY(check_unique_keys(x, where));
+  } else if (e.type() == et::OBJECT) {
+    simdjson::dom::object o = e.get_object().value_unsafe();
+    std::unordered_set<std::string_view> seen;
+    for (auto f : o) {
+      if (!seen.insert(f.key).second)
+        return fail(errc::duplicate_name, where + " has duplicate key \"" + std::string(f.key) + "\"");
+      VITRIFY_TRY(check_unique_keys(f.value, where));
+    }
+  }
+  return {};
+}
+
 void collect_refs(const value& v, std::vector<const std::string*>& out) {
   if (v.is(value::kind::array_ref)) out.push_back(&v.as_string());
   for (const value& c : v.items()) collect_refs(c, out);
@@ -163,10 +182,16 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
     if (k == "format") j_format = v;
     else if (k == "required_features") j_features = v;
     else if (k == "arrays") j_arrays = v;
-    else
+    else {
+      bool known = false;
       for (int s = 0; s < 4; ++s)
-        if (k == section_names[s]) j_sections[s] = v;
-    // Unknown members are may-ignore by the compatibility rules.
+        if (k == section_names[s]) {
+          j_sections[s] = v;
+          known = true;
+        }
+      // Unknown members are may-ignore by the compatibility rules, but must still be well formed.
+      if (!known) VITRIFY_TRY(check_unique_keys(v, name + ": header member \"" + std::string(k) + "\""));
+    }
   }
   if (!j_format) return fail(errc::bad_header, hc.at("header has no \"format\" member"));
   {
@@ -218,6 +243,7 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
       else if (k == "xxh3") e_xxh3 = v;
       else if (k == "level") e_level = v;
       else if (k == "attrs") e_attrs = v;
+      else VITRIFY_TRY(check_unique_keys(v, where + " member \"" + std::string(k) + "\""));
     }
     if (!e_name || !e_dtype || !e_shape || !e_offset || !e_length || !e_decoded || !e_codec || !e_xxh3)
       return fail(errc::bad_header, where + " lacks a required member (name, dtype, shape, offset, length, decoded_length, codec, xxh3)");
@@ -249,15 +275,14 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
       if (e_shape->get_array().get(sh) != simdjson::SUCCESS) return fail(errc::bad_header, wa + ": shape must be an array");
       if (sh.size() > lim.max_rank)
         return fail(errc::limit_exceeded, wa + ": rank " + num(sh.size()) + " exceeds the limit " + num(lim.max_rank));
-      std::uint64_t count = 1;
       for (auto d : sh) {
         auto dv = get_u64(d, wa + " shape entry");
         if (!dv) return std::move(dv).err();
         a.shape.push_back(*dv);
-        if (detail::mul_overflow(count, *dv, &count))
-          return fail(errc::bad_array, wa + ": element count overflows 64 bits");
       }
-      a.count = count;
+      auto count = detail::element_count(a.shape);
+      if (!count) return fail(errc::bad_array, wa + ": " + count.err().message);
+      a.count = *count;
     }
     auto off = get_u64(*e_offset, wa + " offset");
     if (!off) return std::move(off).err();

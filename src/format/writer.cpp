@@ -401,9 +401,10 @@ result<void> writer::add_array(std::string_view name, dtype type, std::span<cons
                                std::span<const std::byte> data, array_codec how, value attrs) {
   if (type == dtype::string || static_cast<std::size_t>(type) >= dtype_count)
     return fail(errc::invalid_argument, "add_array: use add_string_array for string arrays");
-  std::uint64_t count = 1, bytes = 0;
-  for (auto d : shape)
-    if (detail::mul_overflow(count, d, &count)) return fail(errc::invalid_argument, "add_array: shape overflows");
+  std::uint64_t bytes = 0;
+  auto cnt = detail::element_count(shape);
+  if (!cnt) return fail(errc::invalid_argument, "add_array \"" + std::string(name) + "\": " + cnt.err().message);
+  std::uint64_t count = *cnt;
   if (detail::mul_overflow(count, dtype_size(type), &bytes)) return fail(errc::invalid_argument, "add_array: size overflows");
   if (bytes != data.size())
     return fail(errc::invalid_argument, "add_array \"" + std::string(name) + "\": data has " + std::to_string(data.size()) +
@@ -420,9 +421,9 @@ result<void> writer::add_array(std::string_view name, dtype type, std::span<cons
 result<void> writer::add_string_array(std::string_view name, std::span<const std::uint64_t> shape,
                                       std::span<const std::uint64_t> offsets, std::span<const std::byte> text,
                                       array_codec how, value attrs) {
-  std::uint64_t count = 1;
-  for (auto d : shape)
-    if (detail::mul_overflow(count, d, &count)) return fail(errc::invalid_argument, "add_string_array: shape overflows");
+  auto cnt = detail::element_count(shape);
+  if (!cnt) return fail(errc::invalid_argument, "add_string_array \"" + std::string(name) + "\": " + cnt.err().message);
+  std::uint64_t count = *cnt;
   const std::string wa = "add_string_array \"" + std::string(name) + "\"";
   if (count == UINT64_MAX || offsets.empty() || offsets.size() != count + 1)
     return fail(errc::invalid_argument, wa + ": needs count + 1 offsets");

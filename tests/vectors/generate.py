@@ -794,6 +794,13 @@ def invalid_vectors() -> list[Vector]:
         base(arrays=[], top=[("format", '"vitrify"'), ("arrays", '["w"]')]))
     bad("duplicate_top_key", "duplicate_name", "open", "The header object has \"format\" twice",
         base(top=[("format", '"vitrify"'), ("format", '"vitrify"'), ("arrays", ARRAYS)]))
+    bad("unknown_member_duplicate_key", "duplicate_name", "open",
+        "An unknown top-level member (ignored by readers) whose object has the key \"a\" twice (added 2026-11-28)",
+        base(top=[("format", '"vitrify"'), ("x-future", '{"a":1,"a":2}'), ("arrays", ARRAYS)]))
+    bad("unknown_entry_member_duplicate_key", "duplicate_name", "open",
+        "An unknown array-entry member whose object has the key \"k\" twice (added 2026-11-28)",
+        base(arrays=[raw_arr("w", "float32", [4, 4], float32_steps(16), extra=[("x-future", '{"k":[1],"k":[2]}')]),
+                     raw_arr("b", "int64", [3], pack("q", [1, -2, 3]))]))
     bad("unknown_required_feature", "unsupported_feature", "open", "required_features: [\"quantum-weights\"]",
         base(top=[("format", '"vitrify"'), ("required_features", '["quantum-weights"]'), ("arrays", ARRAYS)]))
     bad("required_features_not_array", "bad_header", "open", "required_features: \"none\"",
@@ -836,6 +843,12 @@ def invalid_vectors() -> list[Vector]:
           arrays=[raw_arr("w", "float32", [4, 4], float32_steps(15)), a_b()])
     entry("shape_overflow", "bad_array", "shape [2^32, 2^32, 2]: element count overflows 64 bits",
           arrays=[a_w(fields={"shape": f"[{2**32},{2**32},2]"}), a_b()])
+    entry("shape_zero_hides_huge_dim", "bad_array",
+          "shape [0, 2^63]: 0 elements, but a dimension no array library can index (added 2026-11-28)",
+          arrays=[raw_arr("w", "uint8", [0, 2**63], b""), a_b()])
+    entry("shape_zero_between_huge_dims", "bad_array",
+          "shape [2^40, 0, 2^30]: the non-zero dimensions multiply past 2^63 - 1 (added 2026-11-28)",
+          arrays=[raw_arr("w", "uint8", [2**40, 0, 2**30], b""), a_b()])
     entry("byte_size_overflow", "bad_array", "float64 shape [2^62]: byte size overflows 64 bits",
           arrays=[raw_arr("w", "float64", [2**62], float32_steps(16)), a_b()])
     entry("raw_length_ne_decoded", "bad_array", "raw array whose length differs from decoded_length",
