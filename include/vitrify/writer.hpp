@@ -22,6 +22,10 @@ struct writer_options {
   /// fsync the file and its folder before and after the rename (durability). Tests may turn
   /// it off for speed; atomicity (temp file + rename) is kept either way.
   bool durable = true;
+  /// Threads for zstd compression of large arrays (at least 4 MiB): 0 means one per hardware
+  /// thread. Output bytes do not depend on this number (zstd's multi-threaded mode produces the
+  /// same frames for any worker count), so files stay reproducible across machines.
+  unsigned compression_threads = 0;
 };
 
 /// How one array is stored.

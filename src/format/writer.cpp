@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <thread>
 #include <unordered_set>
 
 #include "format/internal.hpp"
@@ -140,6 +142,11 @@ struct writer::impl {
       if (ZSTD_isError(r)) return fail(errc::invalid_argument, std::string("bad zstd level: ") + ZSTD_getErrorName(r));
       ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
       ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);  // XXH3 over the stored bytes covers it
+      if (decoded >= (4u << 20)) {
+        unsigned threads = opt.compression_threads ? opt.compression_threads : std::thread::hardware_concurrency();
+        // Ignored (single-threaded) when libzstd was built without threads.
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, static_cast<int>(std::max(1u, std::min(threads, 64u))));
+      }
       ZSTD_CCtx_setPledgedSrcSize(cctx, decoded);
       zout.resize(ZSTD_CStreamOutSize());
       auto drain = [&](ZSTD_outBuffer& ob) -> result<void> {

@@ -748,3 +748,28 @@ TEST(WriterApi, AddAfterCommitIsRejected) {
   EXPECT_CODE(w->add_array("late", dtype::uint8, shape, vt::pattern_bytes(1)), errc::invalid_argument);
   EXPECT_CODE(w->commit(), errc::invalid_argument);
 }
+
+// Large arrays are compressed by several zstd workers; the bytes must not depend on how many.
+TEST(RoundTrip, ZstdOutputDoesNotDependOnThreadCount) {
+  std::vector<float> data(3u << 20);  // 12 MiB: above the multi-threading threshold
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>((i * 2654435761u) % 1000) / 100.0f;
+  std::uint64_t shape[1] = {data.size()};
+  std::vector<std::vector<std::byte>> images;
+  for (unsigned threads : {1u, 2u, 3u}) {
+    vitrify::writer_options o;
+    o.compression_threads = threads;
+    auto w = vitrify::writer::create_in_memory(o);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE(w->add_array("a", vitrify::dtype::float32, shape, std::as_bytes(std::span(data)), {vitrify::codec::zstd, 3}).ok());
+    ASSERT_TRUE(w->commit().ok());
+    images.push_back(w->take_bytes());
+  }
+  EXPECT_EQ(images[0], images[1]);
+  EXPECT_EQ(images[0], images[2]);
+  auto f = vitrify::file::from_bytes(images[0]);
+  ASSERT_TRUE(f.ok());
+  std::vector<float> back(data.size());
+  ASSERT_TRUE(f->read_into(0, std::as_writable_bytes(std::span(back))).ok());
+  EXPECT_EQ(back, data);
+  EXPECT_LT(f->arrays()[0].stored_length, data.size() * sizeof(float) / 2);
+}
