@@ -45,6 +45,8 @@ std::string_view errc_name(errc code) noexcept;
 struct error {
   errc code = errc::ok;
   std::string message;
+  /// For io_error: the operating system's errno (0 when there is none).
+  int sys_errno = 0;
 
   /// "vitrify error 7 (checksum_mismatch): ..."
   [[nodiscard]] std::string what() const;

@@ -66,7 +66,7 @@ void translate(const std::exception_ptr& p, void*) {
           PyUnicode_DecodeUTF8(e.text.data(), static_cast<Py_ssize_t>(e.text.size()), "backslashreplace"));
       if (!msg.is_valid()) throw nb::python_error();
       nb::object exc = mod.attr("_make_error")(static_cast<int>(e.err.code),
-                                              std::string(vitrify::errc_name(e.err.code)), msg);
+                                              std::string(vitrify::errc_name(e.err.code)), msg, e.err.sys_errno);
       PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
     } catch (nb::python_error& pe) {
       pe.restore();

@@ -34,7 +34,9 @@ from .errors import (
     LimitError,
     VersionError,
     VitrifyError,
+    VitrifyFileNotFoundError,
     VitrifyIOError,
+    VitrifyPermissionError,
 )
 from .values import ArrayRef, Ref, Shared, TaggedObject
 
@@ -59,6 +61,8 @@ __all__ = [
     "LimitError",
     "CompressionError",
     "VitrifyIOError",
+    "VitrifyFileNotFoundError",
+    "VitrifyPermissionError",
     "ArgumentError",
     "ArrayNotFoundError",
     "ArrayRef",

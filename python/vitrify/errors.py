@@ -16,6 +16,8 @@ __all__ = [
     "LimitError",
     "CompressionError",
     "VitrifyIOError",
+    "VitrifyFileNotFoundError",
+    "VitrifyPermissionError",
     "ArgumentError",
     "ArrayNotFoundError",
     "CODE_NAMES",
@@ -120,6 +122,18 @@ class VitrifyIOError(VitrifyError, OSError):
     default_code_name = "io_error"
 
 
+class VitrifyFileNotFoundError(VitrifyIOError, FileNotFoundError):
+    """The file (or its folder) does not exist."""
+
+    default_code_name = "io_error"
+
+
+class VitrifyPermissionError(VitrifyIOError, PermissionError):
+    """The operating system refused access to the file or its folder."""
+
+    default_code_name = "io_error"
+
+
 class ArgumentError(VitrifyError, ValueError):
     """The caller passed something vitrify cannot handle (not a problem of the file)."""
 
@@ -163,7 +177,19 @@ def error_class_for_code(code: int) -> type[VitrifyError]:
     return _CLASS_BY_NAME.get(CODE_NAMES.get(int(code), ""), VitrifyError)
 
 
-def _make_error(code: int, code_name: str, message: str) -> VitrifyError:
-    """Called by the extension module to build the exception for a C++ ``vitrify::error``."""
+def _make_error(code: int, code_name: str, message: str, sys_errno: int = 0) -> VitrifyError:
+    """Called by the extension module to build the exception for a C++ ``vitrify::error``.
+    I/O errors carry the operating system's ``errno`` (``exc.errno``), and a missing file or a
+    refused permission raise subclasses of ``FileNotFoundError`` / ``PermissionError``."""
+    import errno as _errno
+
     cls = error_class_for_code(code)
-    return cls(message, code=code, code_name=code_name)
+    if cls is VitrifyIOError and sys_errno == _errno.ENOENT:
+        cls = VitrifyFileNotFoundError
+    elif cls is VitrifyIOError and sys_errno in (_errno.EACCES, _errno.EPERM):
+        cls = VitrifyPermissionError
+    exc = cls(message, code=code, code_name=code_name)
+    if sys_errno and isinstance(exc, OSError):
+        exc.errno = sys_errno
+        exc.strerror = __import__("os").strerror(sys_errno)
+    return exc

@@ -47,12 +47,15 @@ std::string errno_text(int e) { return std::strerror(e); }
 
 result<std::shared_ptr<storage>> map_file(const std::string& path, bool copy_on_write) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errc::io_error, path + ": cannot open: " + errno_text(errno));
+  if (fd < 0) {
+    int e = errno;
+    return error{errc::io_error, path + ": cannot open: " + errno_text(e), e};
+  }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
-    return fail(errc::io_error, path + ": cannot stat: " + errno_text(e));
+    return error{errc::io_error, path + ": cannot stat: " + errno_text(e), e};
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -67,7 +70,7 @@ result<std::shared_ptr<storage>> map_file(const std::string& path, bool copy_on_
   void* p = ::mmap(nullptr, size, prot, MAP_PRIVATE, fd, 0);
   int e = errno;
   ::close(fd);
-  if (p == MAP_FAILED) return fail(errc::io_error, path + ": cannot map: " + errno_text(e));
+  if (p == MAP_FAILED) return error{errc::io_error, path + ": cannot map: " + errno_text(e), e};
   return std::shared_ptr<storage>(std::make_shared<mmap_storage>(p, size));
 }
 

@@ -22,6 +22,9 @@ namespace {
 
 std::string errno_text(int e) { return std::strerror(e); }
 
+/// An io_error carrying errno (read before anything else can change it).
+error sys_fail(const std::string& what, int e) { return error{errc::io_error, what + ": " + errno_text(e), e}; }
+
 constexpr std::size_t buffer_capacity = 1u << 20;  // staging buffer for small writes
 
 struct entry {
@@ -78,7 +81,7 @@ struct writer::impl {
       ssize_t w = ::write(fd, p, n);
       if (w < 0) {
         if (errno == EINTR) continue;
-        return fail(errc::io_error, target + ": write failed: " + errno_text(errno));
+        return sys_fail(target + ": write failed", errno);
       }
       p += w;
       n -= static_cast<std::size_t>(w);
@@ -315,21 +318,21 @@ struct writer::impl {
       ssize_t w = ::pwrite(fd, pre + done, preamble_size - done, static_cast<off_t>(done));
       if (w < 0) {
         if (errno == EINTR) continue;
-        return fail(errc::io_error, target + ": write failed: " + errno_text(errno));
+        return sys_fail(target + ": write failed", errno);
       }
       done += static_cast<std::size_t>(w);
     }
-    if (opt.durable && ::fsync(fd) != 0) return fail(errc::io_error, target + ": fsync failed: " + errno_text(errno));
+    if (opt.durable && ::fsync(fd) != 0) return sys_fail(target + ": fsync failed", errno);
     if (::close(fd) != 0) {
       fd = -1;
-      return fail(errc::io_error, target + ": close failed: " + errno_text(errno));
+      return sys_fail(target + ": close failed", errno);
     }
     fd = -1;
     struct stat lst {};
     if (::lstat(target.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
       return fail(errc::invalid_argument, target + ": target is a symbolic link; refusing to replace it");
     if (::rename(tmp.c_str(), target.c_str()) != 0)
-      return fail(errc::io_error, target + ": rename failed: " + errno_text(errno));
+      return sys_fail(target + ": rename failed", errno);
     committed = true;
     if (opt.durable) {
       int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -337,7 +340,7 @@ struct writer::impl {
         int rc = ::fsync(dfd);
         int e = errno;
         ::close(dfd);
-        if (rc != 0) return fail(errc::io_error, dir + ": fsync of folder failed: " + errno_text(e));
+        if (rc != 0) return sys_fail(dir + ": fsync of folder failed", e);
       }
     }
     return {};
@@ -377,7 +380,7 @@ result<writer> writer::create(const std::filesystem::path& path, const writer_op
   if (fd < 0) {
     int e = errno;
     p->tmp.clear();
-    return fail(errc::io_error, p->target + ": cannot create a temporary file in " + p->dir + ": " + errno_text(e));
+    return sys_fail(p->target + ": cannot create a temporary file in " + p->dir, e);
   }
   p->tmp.assign(tmpl.data());
   p->fd = fd;

@@ -386,3 +386,21 @@ def test_bool_bytes_other_than_0_or_1(tmp_path):
             call()
         assert ei.value.code_name == "bad_array"
     f.verify_array(1)
+
+
+def test_io_errors_carry_errno(tmp_path):
+    import errno
+
+    import vitrify
+
+    missing = tmp_path / "nope.vit"
+    with pytest.raises(FileNotFoundError) as ei:
+        vitrify.load_arrays(missing)
+    assert isinstance(ei.value, vitrify.VitrifyIOError)
+    assert ei.value.errno == errno.ENOENT and ei.value.code_name == "io_error"
+    with pytest.raises(FileNotFoundError):
+        vitrify.save_arrays(tmp_path / "no_such_folder" / "x.vit", {"a": [1]})
+    # Opening a folder is an I/O error too, but not a missing file.
+    with pytest.raises(vitrify.VitrifyIOError) as ei:
+        vitrify.load_arrays(tmp_path)
+    assert not isinstance(ei.value, FileNotFoundError)
