@@ -64,11 +64,22 @@ variants += [(linear_model.PoissonRegressor(), y_pos), (linear_model.GammaRegres
              (linear_model.SGDClassifier(loss="squared_hinge"), y_bin), (linear_model.SGDClassifier(loss="perceptron"), y_bin),
              (linear_model.SGDRegressor(loss="huber"), y_reg), (linear_model.SGDRegressor(loss="epsilon_insensitive"), y_reg),
              (linear_model.SGDRegressor(loss="squared_epsilon_insensitive"), y_reg)]
+from sklearn import neighbors  # noqa: E402
+
+for algo in ("kd_tree", "ball_tree", "brute"):
+    variants += [(neighbors.KNeighborsClassifier(algorithm=algo), y_bin),
+                 (neighbors.KNeighborsRegressor(algorithm=algo), y_reg),
+                 (neighbors.RadiusNeighborsClassifier(radius=3.0, algorithm=algo), y_bin),
+                 (neighbors.NearestNeighbors(algorithm=algo), None),
+                 (neighbors.LocalOutlierFactor(novelty=True, algorithm=algo), None)]
+for kernel in ("gaussian", "tophat", "epanechnikov"):
+    variants.append((neighbors.KernelDensity(kernel=kernel, algorithm="ball_tree"), None))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     for est, yv in variants:
         try:
-            est.fit(Xv if "categorical" not in repr(est) else np.abs(np.round(Xv)), yv)
+            Xf = Xv if "categorical" not in repr(est) else np.abs(np.round(Xv))
+            est.fit(Xf) if yv is None else est.fit(Xf, yv)
             data = model.dumps(est)
         except Exception as e:  # noqa: BLE001
             failures.append(f"{est!r}: {e}")
