@@ -36,6 +36,9 @@ enum class errc : std::uint16_t {
   bad_value = 20,           ///< typed value (metadata/content) malformed
   bad_trailer = 21,         ///< trailer blocks after the header do not parse to the end
   not_raw = 22,             ///< zero-copy view requested for a compressed array
+  signature_missing = 23,   ///< signature required but the file has no VITSIG01 block
+  signature_invalid = 24,   ///< signature block malformed, by another key, or not matching the content
+  key_error = 25,           ///< a key file or key bytes cannot be read or are not an Ed25519 key
 };
 
 /// Short stable identifier of an error code ("checksum_mismatch").

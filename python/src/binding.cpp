@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "vitrify/sign.hpp"
 #include "vitrify/vitrify.hpp"
 
 namespace nb = nanobind;
@@ -231,6 +232,38 @@ vitrify::open_options make_opts(bool copy_on_write, std::optional<std::uint64_t>
 }
 
 // ---------------------------------------------------------------------------------------------
+// Signatures (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+bool is_buffer(nb::handle h) { return PyObject_CheckBuffer(h.ptr()) != 0; }
+
+/// A public key from bytes-like data (PEM text or 32 raw bytes) or a path (str / os.PathLike).
+vitrify::public_key pubkey_arg(nb::handle h) {
+  if (is_buffer(h)) {
+    byte_buffer buf(h, "public key");
+    return unwrap(vitrify::parse_public_key(buf.bytes()));
+  }
+  auto path = nb::cast<std::filesystem::path>(h);
+  nb::gil_scoped_release release;
+  return unwrap(vitrify::read_public_key(path));
+}
+
+/// A private key from bytes-like PEM text or a path (str / os.PathLike).
+vitrify::private_key privkey_arg(nb::handle h) {
+  if (is_buffer(h)) {
+    byte_buffer buf(h, "private key");
+    return unwrap(vitrify::parse_private_key(buf.bytes()));
+  }
+  auto path = nb::cast<std::filesystem::path>(h);
+  nb::gil_scoped_release release;
+  return unwrap(vitrify::read_private_key(path));
+}
+
+nb::bytes key_bytes(const vitrify::public_key& k) {
+  return nb::bytes(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writer
 // ---------------------------------------------------------------------------------------------
 
@@ -428,11 +461,79 @@ NB_MODULE(_core, m) {
                            nb::bytes(reinterpret_cast<const char*>(t.body.data()), t.body.size())));
                      return out;
                    })
+      .def(
+          "verify_signature",
+          [](const File& s, nb::handle pubkey) {
+            auto k = pubkey_arg(pubkey);
+            nb::gil_scoped_release release;
+            unwrap(vitrify::verify_signature(s.f, k));
+          },
+          "pubkey"_a,
+          "Require exactly one VITSIG01 signature block made by `pubkey` (bytes: PEM or 32 raw\n"
+          "bytes; str / os.PathLike: a key file) over this file's content, then verify every\n"
+          "array. Raises SignatureError (signature_missing, signature_invalid, key_error) or the\n"
+          "error of the first failing array check. Reads every byte of the file.")
+      .def(
+          "signature",
+          [](const File& s) {
+            auto b = unwrap(vitrify::read_signature(s.f));
+            nb::dict d;
+            d["algorithm"] = b.algorithm == vitrify::signature_algorithm_ed25519 ? "ed25519" : "unknown";
+            d["public_key"] = key_bytes(b.key);
+            d["key_id"] = b.key.hex();
+            d["signature"] = nb::bytes(reinterpret_cast<const char*>(b.signature.data()), b.signature.size());
+            return d;
+          },
+          "The signature block (algorithm, public_key, key_id, signature), NOT verified.\n"
+          "SignatureError (signature_missing) for unsigned files.")
       .def("__repr__", [](const File& s) {
         return lossy_str("<vitrify.File " + s.f.name() + " v" + std::to_string(s.f.version_major()) + "." +
                std::to_string(s.f.version_minor()) + ", " + std::to_string(s.f.arrays().size()) + " arrays, " +
                std::to_string(s.f.size()) + " bytes>");
       });
+
+  // ---- Signatures --------------------------------------------------------------------------
+  m.def(
+      "generate_key_files",
+      [](const std::filesystem::path& private_path, const std::filesystem::path& public_path) {
+        nb::gil_scoped_release release;
+        auto k = unwrap(vitrify::generate_key());
+        unwrap(vitrify::write_key_files(k, private_path, public_path));
+        return unwrap(k.public_key()).hex();
+      },
+      "private_path"_a, "public_path"_a,
+      "Create an Ed25519 key pair: a PEM private key (mode 0600) and a PEM public key. Never\n"
+      "overwrites existing files. Returns the key id (hex of the 32-byte public key).");
+  m.def(
+      "sign_file",
+      [](const std::filesystem::path& path, nb::handle key, bool durable) {
+        auto k = privkey_arg(key);
+        nb::gil_scoped_release release;
+        unwrap(vitrify::sign_file(path, k, vitrify::sign_options{durable}));
+      },
+      "path"_a, "key"_a, "durable"_a = true,
+      "Sign the file in place (atomically), replacing any previous signature. key: a PEM private\n"
+      "key file path, or its PEM bytes.");
+  m.def(
+      "sign_bytes",
+      [](nb::handle data, nb::handle key) {
+        auto k = privkey_arg(key);
+        byte_buffer buf(data, "sign_bytes data");
+        std::vector<std::byte> out;
+        {
+          nb::gil_scoped_release release;
+          out = unwrap(vitrify::sign_bytes(buf.bytes(), k));
+        }
+        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size());
+      },
+      "data"_a, "key"_a, "A signed copy of a file image.");
+  m.def(
+      "public_key_bytes", [](nb::handle pubkey) { return key_bytes(pubkey_arg(pubkey)); }, "pubkey"_a,
+      "The 32 raw bytes of a public key given as PEM bytes, 32 raw bytes or a key file path.");
+  m.def(
+      "public_key_pem",
+      [](nb::handle pubkey) { return unwrap(vitrify::public_key_pem(pubkey_arg(pubkey))); }, "pubkey"_a,
+      "The PEM text of a public key.");
 
   // ---- Writer ------------------------------------------------------------------------------
   nb::class_<Writer>(m, "Writer", "Streams arrays into a new vitrify file (atomic: temp file + rename).")

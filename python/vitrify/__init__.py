@@ -90,3 +90,10 @@ from .model import (  # noqa: E402
 
 __all__ += ["dump", "dumps", "load", "loads", "get_untrusted_types", "default_trusted_types",
             "UntrustedTypeError", "InvalidStateError", "EnvironmentMismatchWarning"]
+
+# Signatures (issue 5): Ed25519 signature blocks; load(..., require_signature=PUBKEY).
+from . import signing  # noqa: E402
+from .errors import SignatureError  # noqa: E402
+from .signing import keygen, sign, signature_info, verify_signature  # noqa: E402
+
+__all__ += ["signing", "keygen", "sign", "verify_signature", "signature_info", "SignatureError"]

@@ -272,7 +272,7 @@ def _load_all(f: "_core.File", zero_copy: bool, verify: bool) -> dict[str, np.nd
 
 
 def load_arrays(path: PathLike, mmap: bool = True, copy_on_write: bool = False, *,
-                verify: bool = False) -> dict[str, np.ndarray]:
+                verify: bool = False, require_signature: Any = None) -> dict[str, np.ndarray]:
     """Load every array of a vitrify file into a dict name -> numpy array.
 
     With ``mmap`` (default), raw arrays are zero-copy views of the memory-mapped file: read-only
@@ -283,19 +283,32 @@ def load_arrays(path: PathLike, mmap: bool = True, copy_on_write: bool = False, 
     Structure is always verified when the file is opened. Array checksums (and for bool arrays,
     that every byte is 0 or 1) are verified whenever bytes are copied or decoded; for zero-copy
     views only with ``verify=True`` (which reads every byte of the file once).
+
+    With ``require_signature=PUBKEY`` (a key file path, PEM text or the 32 raw key bytes) the file
+    must carry a valid signature by that key (:mod:`vitrify.signing`), checked together with every
+    array checksum before any array is returned; otherwise :class:`SignatureError` is raised.
     """
     f = _core.File.open(os.fspath(path), bool(copy_on_write and mmap))
+    if require_signature is not None:
+        from .signing import require_signature as _require_signature
+
+        _require_signature(f, require_signature)
     return _load_all(f, bool(mmap), bool(verify))
 
 
-def load_arrays_from_bytes(data: Any, *, copy: bool = False, verify: bool = False) -> dict[str, np.ndarray]:
+def load_arrays_from_bytes(data: Any, *, copy: bool = False, verify: bool = False,
+                           require_signature: Any = None) -> dict[str, np.ndarray]:
     """Load arrays from a vitrify file image (bytes-like).
 
     The image is verified and copied once into a private aligned buffer; raw arrays are
     writable views of that private copy (they never alias ``data``). With ``copy=True`` every
-    array gets its own memory instead.
+    array gets its own memory instead. ``require_signature`` as in :func:`load_arrays`.
     """
     f = _core.File.from_bytes(data, True)
+    if require_signature is not None:
+        from .signing import require_signature as _require_signature
+
+        _require_signature(f, require_signature)
     return _load_all(f, not copy, bool(verify))
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "VitrifyPermissionError",
     "ArgumentError",
     "ArrayNotFoundError",
+    "SignatureError",
     "CODE_NAMES",
     "CODES",
     "error_class_for_code",
@@ -50,6 +51,9 @@ CODE_NAMES: dict[int, str] = {
     20: "bad_value",
     21: "bad_trailer",
     22: "not_raw",
+    23: "signature_missing",
+    24: "signature_invalid",
+    25: "key_error",
 }
 #: Names -> code numbers.
 CODES: dict[str, int] = {name: code for code, name in CODE_NAMES.items()}
@@ -146,6 +150,14 @@ class ArrayNotFoundError(VitrifyError, KeyError):
     default_code_name = "not_found"
 
 
+class SignatureError(VitrifyError):
+    """A required signature is missing (``signature_missing``), malformed, made by another key or
+    not matching the file's content (``signature_invalid``), or a key cannot be used
+    (``key_error``). See :mod:`vitrify.signing`."""
+
+    default_code_name = "signature_invalid"
+
+
 _CLASS_BY_NAME: dict[str, type[VitrifyError]] = {
     "io_error": VitrifyIOError,
     "truncated": FormatError,
@@ -169,6 +181,9 @@ _CLASS_BY_NAME: dict[str, type[VitrifyError]] = {
     "bad_value": FormatError,
     "bad_trailer": FormatError,
     "not_raw": ArgumentError,
+    "signature_missing": SignatureError,
+    "signature_invalid": SignatureError,
+    "key_error": SignatureError,
 }
 
 

@@ -20,13 +20,15 @@ How objects are encoded (see docs/PYTHON.md):
 
 from __future__ import annotations
 
+import base64
 import copyreg
 import datetime as _dt
+import functools
 import importlib
-import io
 import json
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -41,7 +43,8 @@ from . import arrays as _arrays
 from .errors import ArgumentError, FormatError, VitrifyError
 
 CONTENT_KIND = "vitrify.python-object"
-CONTENT_VERSION = 1
+CONTENT_VERSION = 2
+_READ_VERSIONS = (1, 2)
 OBJECT_VERSION = 1
 
 
@@ -89,6 +92,7 @@ _DENY_NAMES = frozenset({
 })
 
 
+@functools.lru_cache(maxsize=4096)
 def _denied(name: str) -> bool:
     if name in _DENY_NAMES:
         return True
@@ -149,13 +153,18 @@ def _sklearn_trusted() -> frozenset[str]:
     return _sklearn_trusted_cache
 
 
-def default_trusted_types() -> frozenset[str]:
-    """The names load() admits without being told: numpy, scipy, scikit-learn, builtins."""
+@functools.cache
+def _default_trusted() -> frozenset[str]:
     return _BASE_TRUSTED | _sklearn_trusted()
 
 
+def default_trusted_types() -> frozenset[str]:
+    """The names load() admits without being told: numpy, scipy, scikit-learn, builtins."""
+    return _default_trusted()
+
+
 def _trust_set(trusted: Iterable[str] | None) -> frozenset[str]:
-    base = default_trusted_types()
+    base = _default_trusted()
     if trusted is None:
         return base
     if isinstance(trusted, (str, bytes)):
@@ -209,10 +218,20 @@ def _canonical_name(obj: Any) -> str:
     return name
 
 
+_resolved: dict[str, Any] = {}
+
+
 def _resolve(name: str, trusted: frozenset[str]) -> Any:
     """Import a trusted name. Never called for a name outside ``trusted``."""
-    if name not in trusted or _denied(name):
-        raise UntrustedTypeError([name])
+    if type(name) is not str or name not in trusted or _denied(name):
+        raise UntrustedTypeError([str(name)])
+    obj = _resolved.get(name)
+    if obj is None:
+        obj = _resolved[name] = _import_name(name)
+    return obj
+
+
+def _import_name(name: str) -> Any:
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
         modname = ".".join(parts[:i])
@@ -229,13 +248,18 @@ def _resolve(name: str, trusted: frozenset[str]) -> Any:
     raise FormatError(f"trusted name {name!r} does not exist in this environment")
 
 
+
 # ------------------------------------------------------------------------------------------
 # Encoding
 # ------------------------------------------------------------------------------------------
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_ATOMS = (type(None), bool, str)
-_MIN_ARRAY_BYTES_OUT_OF_LINE = 0  # every numeric array goes to the array table
+_POS_INF, _NEG_INF = float("inf"), float("-inf")
+# Numeric arrays smaller than this are stored inline in the content (base64, bit-exact) rather
+# than as arrays of the file: an array-table entry plus alignment padding costs more than that.
+_INLINE_MAX_BYTES = 512
+_PACKED_NAME = "content"
+_PACK_ZSTD_MIN = 4096
 
 
 def _obj(type_name: str, state: Any, version: int = OBJECT_VERSION) -> dict:
@@ -267,17 +291,39 @@ def _dtype_state(dt: np.dtype) -> Any:
     return dt.str
 
 
-_SIMPLE_DTYPE_CHARS = set("?bBhHiIlLqQefdgFDGUSMmOV")
+_DTYPE_STR_RE = re.compile(r"[<>|=]?([biufcUSVOMm?])\d*(\[[a-zA-Z0-9]+\])?")
+
+
+@functools.lru_cache(maxsize=1024)
+def _dtype_from_str(s: str) -> np.dtype:
+    if not _DTYPE_STR_RE.fullmatch(s):
+        raise FormatError(f"invalid dtype {s!r}")
+    return np.dtype(s)
+
+
+_dtype_desc_cache: dict[str, np.dtype] = {}
 
 
 def _dtype_from_state(s: Any, depth: int = 0) -> np.dtype:
+    if type(s) is str:
+        return _dtype_from_str(s)
+    if depth == 0 and isinstance(s, dict):
+        # Memoised on the canonical text of the description (forests repeat one per tree).
+        key = json.dumps(s, separators=(",", ":"))
+        dt = _dtype_desc_cache.get(key)
+        if dt is None:
+            dt = _dtype_from_state_uncached(s, 0)
+            if len(_dtype_desc_cache) < 1024:
+                _dtype_desc_cache[key] = dt
+        return dt
+    return _dtype_from_state_uncached(s, depth)
+
+
+def _dtype_from_state_uncached(s: Any, depth: int) -> np.dtype:
     if depth > 8:
         raise FormatError("dtype description nested too deeply")
     if isinstance(s, str):
-        import re
-        if not re.fullmatch(r"[<>|=]?([biufcUSVOMm?])\d*(\[[a-zA-Z0-9]+\])?", s):
-            raise FormatError(f"invalid dtype {s!r}")
-        return np.dtype(s)
+        return _dtype_from_str(s)
     if isinstance(s, dict) and "fields" in s:
         names, formats, offsets = [], [], []
         for item in s["fields"]:
@@ -285,268 +331,311 @@ def _dtype_from_state(s: Any, depth: int = 0) -> np.dtype:
                     and isinstance(item[2], int)):
                 raise FormatError("invalid structured dtype field")
             names.append(item[0])
-            formats.append(_dtype_from_state(item[1], depth + 1))
+            formats.append(_dtype_from_state_uncached(item[1], depth + 1))
             offsets.append(item[2])
         return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                          "itemsize": int(s["itemsize"]), "aligned": bool(s.get("aligned", False))})
     if isinstance(s, dict) and "base" in s:
-        return np.dtype((_dtype_from_state(s["base"], depth + 1), tuple(int(x) for x in s["shape"])))
+        return np.dtype((_dtype_from_state_uncached(s["base"], depth + 1),
+                         tuple(int(x) for x in s["shape"])))
     raise FormatError(f"invalid dtype description {s!r}")
 
 
+class _KeysetConflict(Exception):
+    """A dict written in the compact keyset form turned out to be referenced twice."""
+
+
+_KEYSET = object()   # memo marker: the dict was written as a keyset (no node of its own)
+
+
 class _Encoder:
-    def __init__(self, writer: Any, compress: Any):
-        self.w = writer
+    """Object graph -> typed-value tree (Python dicts and lists, dumped once with json.dumps).
+
+    Every container is memoised by id() as it is met (the memo keeps it alive, so ids stay
+    unique). A second reference gives a ``$ref``; the first node is wrapped in ``$shared`` at
+    the end (nodes are dicts, changed in place; lists are found and replaced by identity).
+    """
+
+    def __init__(self, compress: Any, keysets: bool = True):
         self.compress = compress
-        self.n_arrays = 0
-        self.shared_ids: dict[int, int] = {}   # id(obj) -> shared id, for objects seen twice
-        self.multi: set[int] = set()
-        self.emitted: set[int] = set()
-        self.keep: list[Any] = []              # keep reduce() results alive so ids stay unique
-        self.reduce_cache: dict[int, Any] = {}
+        self.memo: dict[int, list] = {}          # id(obj) -> [obj, node, shared id or None]
+        self.next_sid = 0
         self.type_names: set[str] = set()
+        self.arrays: list = []                     # (name, array, codec) written after encoding
         self.array_bytes = 0
+        self.use_keysets = keysets
+        self.keysets: dict[tuple, int] = {}
+        self.dtypes: dict[str, int] = {}
+        self.dtype_list: list = []
+        self.keep: list = []
 
-    # -- pass 1: which objects are referenced more than once --
-    def count(self, root: Any) -> None:
-        seen: set[int] = set()
-        stack = [root]
-        while stack:
-            obj = stack.pop()
-            if isinstance(obj, _ATOMS) or type(obj) in (int, float):
+    # -- helpers --
+    def _keyset(self, keys: tuple) -> int:
+        k = self.keysets.get(keys)
+        if k is None:
+            k = self.keysets[keys] = len(self.keysets)
+        return k
+
+    def _dtype_ref(self, dt: np.dtype) -> Any:
+        if dt.fields is None and dt.subdtype is None:
+            return dt.str
+        desc = _dtype_state(dt)
+        key = json.dumps(desc, separators=(",", ":"))
+        i = self.dtypes.get(key)
+        if i is None:
+            i = self.dtypes[key] = len(self.dtype_list)
+            self.dtype_list.append(desc)
+        return i
+
+    def finish(self) -> None:
+        """Wrap the first occurrence of every object referenced more than once in $shared."""
+        lists: dict[int, int] = {}
+        for m in self.memo.values():
+            sid = m[2]
+            if sid is None:
                 continue
-            i = id(obj)
-            if i in seen:
-                self.multi.add(i)
-                continue
-            seen.add(i)
-            self.keep.append(obj)
-            stack.extend(self._children(obj))
+            node = m[1]
+            if type(node) is dict:
+                inner = dict(node)
+                node.clear()
+                node["$shared"] = {"id": sid, "value": inner}
+            else:
+                lists[id(node)] = sid
+        return lists
 
-    def _children(self, obj: Any) -> list:
-        t = type(obj)
-        if t in (list, tuple, set, frozenset):
-            return list(obj)
-        if t is dict:
-            out = []
-            for k, v in obj.items():
-                out.append(k)
-                out.append(v)
-            return out
-        if type(obj) is np.ma.MaskedArray:
-            return [np.ma.getdata(obj), obj.fill_value]
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                return list(obj.flat)
-            return []
-        if isinstance(obj, (np.generic, np.dtype, bytes, bytearray, complex, type, types.FunctionType,
-                            types.BuiltinFunctionType, np.ufunc, np.random.RandomState,
-                            np.random.Generator, slice, range)):
-            return []
-        rv = self._reduce(obj)
-        if isinstance(rv, str):
-            return []
-        out = list(rv[1]) if len(rv) > 1 and rv[1] is not None else []
-        if len(rv) > 2 and rv[2] is not None:
-            out.append(rv[2])
-        if len(rv) > 3 and rv[3] is not None:
-            items = list(rv[3])
-            self.reduce_cache[id(obj)] = rv[:3] + (items,) + tuple(rv[4:])
-            out.extend(items)
-        if len(rv) > 4 and rv[4] is not None:
-            items = list(rv[4])
-            cur = self.reduce_cache.get(id(obj), rv)
-            self.reduce_cache[id(obj)] = tuple(cur[:4]) + (items,)
-            for k, v in items:
-                out.append(k)
-                out.append(v)
-        return out
-
-    def _reduce(self, obj: Any) -> Any:
-        i = id(obj)
-        rv = self.reduce_cache.get(i)
-        if rv is None:
-            red = copyreg.dispatch_table.get(type(obj))
-            try:
-                rv = red(obj) if red is not None else obj.__reduce_ex__(4)
-            except Exception as e:
-                raise ArgumentError(f"cannot save {type(obj).__qualname__} object: {e}") from None
-            if not isinstance(rv, (tuple, str)):
-                raise ArgumentError(f"cannot save {type(obj).__qualname__}: __reduce_ex__ returned {type(rv).__name__}")
-            self.reduce_cache[i] = rv
-            self.keep.append(rv)
-        return rv
-
-    # -- pass 2: encode --
+    # -- encoding --
     def enc(self, obj: Any) -> Any:
         t = type(obj)
-        if obj is None or t is bool or t is str:
+        if t is str or obj is None or t is bool:
             return obj
         if t is int:
             return obj if _INT64_MIN <= obj <= _INT64_MAX else {"$int": str(obj)}
         if t is float:
             if obj != obj:
                 return {"$float": "nan"}
-            if obj in (float("inf"), float("-inf")):
+            if obj == _POS_INF or obj == _NEG_INF:
                 return {"$float": "inf" if obj > 0 else "-inf"}
             return obj
-        i = id(obj)
-        if i in self.multi:
-            if i in self.emitted:
-                return {"$ref": self.shared_ids[i]}
-            sid = len(self.shared_ids)
-            self.shared_ids[i] = sid
-            self.emitted.add(i)
-            return {"$shared": {"id": sid, "value": self._enc_new(obj, t)}}
-        return self._enc_new(obj, t)
-
-    def _enc_new(self, obj: Any, t: type) -> Any:
-        if t is list:
-            return [self.enc(x) for x in obj]
-        if t is tuple:
-            return {"$tuple": [self.enc(x) for x in obj]}
-        if t is dict:
-            if all(type(k) is str and not k.startswith("$") for k in obj):
-                return {k: self.enc(v) for k, v in obj.items()}
-            return {"$dict": [[self.enc(k), self.enc(v)] for k, v in obj.items()]}
         if t is bytes:
-            import base64
             return {"$bytes": base64.b64encode(obj).decode("ascii")}
-        if isinstance(obj, np.ndarray) and t in (np.ndarray, np.memmap):
-            return self._enc_array(obj)
+        i = id(obj)
+        m = self.memo.get(i)
+        if m is not None:
+            if m[1] is _KEYSET:
+                raise _KeysetConflict
+            sid = m[2]
+            if sid is None:
+                sid = m[2] = self.next_sid
+                self.next_sid += 1
+            return {"$ref": sid}
+        if t is list:
+            node: Any = []
+            self.memo[i] = [obj, node, None]
+            enc = self.enc
+            node.extend([enc(x) for x in obj])
+            return node
+        if t is dict:
+            enc = self.enc
+            for k in obj:
+                if type(k) is not str or k.startswith("$"):
+                    items: list = []
+                    node = {"$dict": items}
+                    self.memo[i] = [obj, node, None]
+                    items.extend([[enc(k), enc(v)] for k, v in obj.items()])
+                    return node
+            node = {}
+            self.memo[i] = [obj, node, None]
+            for k, v in obj.items():
+                node[k] = enc(v)
+            return node
+        if t is tuple:
+            items = []
+            node = {"$tuple": items}
+            self.memo[i] = [obj, node, None]
+            enc = self.enc
+            items.extend([enc(x) for x in obj])
+            return node
+        spec: dict = {"type": "", "version": OBJECT_VERSION, "state": None}
+        node = {"$object": spec}
+        self.memo[i] = [obj, node, None]
+        self._enc_object(obj, t, spec)
+        return node
+
+    def _enc_object(self, obj: Any, t: type, spec: dict) -> None:
+        enc = self.enc
+        if t is np.ndarray or t is np.memmap:
+            spec["type"] = "numpy.ndarray"
+            spec["state"] = self._enc_array(obj)
+            return
         if t is np.ma.MaskedArray:
-            return _obj("numpy.ma.MaskedArray", {
-                "data": self.enc(np.ma.getdata(obj)), "mask": self.enc(np.ma.getmaskarray(obj)),
-                "fill_value": self.enc(obj.fill_value)})
+            spec["type"] = "numpy.ma.MaskedArray"
+            st = {}
+            st["data"] = enc(np.ma.getdata(obj))
+            st["mask"] = enc(np.ma.getmaskarray(obj))
+            st["fill_value"] = enc(obj.fill_value)
+            spec["state"] = st
+            return
         if isinstance(obj, np.generic):
-            return self._enc_scalar(obj)
+            dt = obj.dtype
+            if dt.hasobject:
+                raise ArgumentError("numpy object scalars cannot be saved")
+            spec["type"] = "numpy.generic"
+            spec["state"] = {"t": self._dtype_ref(dt),
+                             "b": base64.b64encode(np.asarray(obj).tobytes()).decode("ascii")}
+            return
         if isinstance(obj, np.dtype):
-            return _obj("numpy.dtype", _dtype_state(obj))
-        if t in (set, frozenset):
-            items = [self.enc(x) for x in _stable_order(obj)]
-            return _obj("builtins." + t.__name__, items)
+            spec["type"] = "numpy.dtype"
+            spec["state"] = _dtype_state(obj)
+            return
+        if t is set or t is frozenset:
+            spec["type"] = "builtins." + t.__name__
+            spec["state"] = [enc(x) for x in _stable_order(obj)]
+            return
         if t is complex:
-            return _obj("builtins.complex", [self.enc(obj.real), self.enc(obj.imag)])
+            spec["type"] = "builtins.complex"
+            spec["state"] = [enc(obj.real), enc(obj.imag)]
+            return
         if t is slice:
-            return _obj("builtins.slice", [self.enc(obj.start), self.enc(obj.stop), self.enc(obj.step)])
+            spec["type"] = "builtins.slice"
+            spec["state"] = [enc(obj.start), enc(obj.stop), enc(obj.step)]
+            return
         if t is range:
-            return _obj("builtins.range", [obj.start, obj.stop, obj.step])
+            spec["type"] = "builtins.range"
+            spec["state"] = [enc(obj.start), enc(obj.stop), enc(obj.step)]
+            return
         if t is bytearray:
-            import base64
-            return _obj("builtins.bytearray", {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")})
+            spec["type"] = "builtins.bytearray"
+            spec["state"] = {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
+            return
         if t is np.random.RandomState:
-            st = obj.get_state(legacy=True)
-            return _obj("numpy.random.RandomState", self.enc(st))
+            spec["type"] = "numpy.random.RandomState"
+            spec["state"] = enc(obj.get_state(legacy=True))
+            return
         if t is np.random.Generator:
             bg = obj.bit_generator
-            return _obj("numpy.random.Generator", {"bit_generator": _canonical_name(type(bg)),
-                                                     "state": self.enc(bg.state)})
+            spec["type"] = "numpy.random.Generator"
+            spec["state"] = {"bit_generator": _canonical_name(type(bg)), "state": enc(bg.state)}
+            return
         if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)):
-            return self._global(obj)
-        return self._enc_reduce(obj)
+            name = _canonical_name(obj)
+            self.type_names.add(name)
+            spec["type"] = "vitrify.global"
+            spec["state"] = name
+            return
+        self._enc_reduce(obj, spec)
 
-    def _global(self, obj: Any) -> Any:
-        name = _canonical_name(obj)
-        self.type_names.add(name)
-        return _obj("vitrify.global", name)
-
-    def _enc_array(self, a: np.ndarray) -> Any:
+    def _enc_array(self, a: np.ndarray) -> dict:
         dt = a.dtype
-        shape = [int(s) for s in a.shape]
         if dt.hasobject:
             if dt.fields is not None:
                 raise ArgumentError("structured arrays with object fields cannot be saved")
             if a.size and all(type(x) is str for x in a.flat):
-                return _obj("numpy.ndarray", {"strings": self._add_array(a), "dtype": "O"})
-            return _obj("numpy.ndarray", {"shape": shape, "dtype": "O",
-                                          "items": [self.enc(x) for x in a.ravel(order="C")]})
+                return {"u": self._add_array(a), "t": "O"}
+            enc = self.enc
+            return {"s": list(a.shape), "t": "O", "i": [enc(x) for x in a.ravel(order="C")]}
         if dt.kind == "U":
-            return _obj("numpy.ndarray", {"strings": self._add_array(a), "dtype": dt.str})
+            return {"u": self._add_array(a), "t": dt.str}
         if dt.kind == "S":
-            return _obj("numpy.ndarray", {"bytes": self._add_array(np.ascontiguousarray(a).reshape(-1).view(np.uint8)),
-                                          "shape": shape, "dtype": dt.str})
-        order = "C"
-        if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous:
-            order = "F"
-            stored = a.T  # C-contiguous view of the same memory: no copy
-        else:
-            stored = a
-        vname = _arrays.numpy_to_dtype(dt)
-        if vname is not None and dt.kind not in "mM":
-            st = {"data": self._add_array(stored)}
-            if order == "F":
-                st["order"] = "F"
-            if dt.byteorder == ">":
-                st["dtype"] = dt.str
-            return _obj("numpy.ndarray", st)
-        # Structured, datetime, and other fixed-size dtypes: raw bytes + a checked description.
-        if not _structured_descr_ok(dt):
+            return {"y": self._add_array(np.ascontiguousarray(a).reshape(-1).view(np.uint8)),
+                    "s": list(a.shape), "t": dt.str}
+        fortran = a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous
+        stored = a.T if fortran else a  # C-contiguous view of the same memory: no copy
+        simple = dt.fields is None and dt.subdtype is None
+        if simple and dt.kind not in "biufcmM":
+            vname = _arrays.numpy_to_dtype(dt)   # bfloat16
+            if vname is None:
+                raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
+        elif not _structured_descr_ok(dt):
             raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
-        raw = np.ascontiguousarray(stored)
-        st = {"raw": self._add_array(raw.reshape(-1).view(np.uint8)), "shape": shape,
-              "dtype": _dtype_state(dt)}
-        if order == "F":
-            st["order"] = "F"
-        return _obj("numpy.ndarray", st)
+        if a.nbytes < _INLINE_MAX_BYTES and (simple and dt.kind in "biufcmM" or not simple):
+            st = {"b": base64.b64encode(stored.tobytes()).decode("ascii"), "t": self._dtype_ref(dt),
+                  "s": list(stored.shape)}
+            if fortran:
+                st["o"] = "F"
+            return st
+        vname = _arrays.numpy_to_dtype(dt) if simple and dt.kind not in "mM" else None
+        if vname is not None:
+            st = {"d": self._add_array(stored)}
+            if dt.byteorder == ">":
+                st["t"] = dt.str
+        else:
+            # Structured, datetime and other fixed-size dtypes: raw bytes + a checked description.
+            raw = np.ascontiguousarray(stored)
+            st = {"r": self._add_array(raw.reshape(-1).view(np.uint8)), "s": list(stored.shape),
+                  "t": self._dtype_ref(dt)}
+        if fortran:
+            st["o"] = "F"
+        return st
 
     def _add_array(self, a: np.ndarray) -> dict:
-        name = str(self.n_arrays)
-        self.n_arrays += 1
-        codec = self.compress(a)
-        _arrays._add_one(self.w, name, a, codec)
+        name = str(len(self.arrays))
+        self.arrays.append((name, a, self.compress(a)))
         self.array_bytes += a.nbytes
         return {"$array": name}
 
-    def _enc_scalar(self, x: np.generic) -> Any:
-        dt = x.dtype
-        if dt.hasobject:
-            raise ArgumentError("numpy object scalars cannot be saved")
-        import base64
-        raw = np.asarray(x).tobytes()
-        return _obj("numpy.generic", {"dtype": _dtype_state(dt), "bytes": base64.b64encode(raw).decode("ascii")})
-
-    def _enc_reduce(self, obj: Any) -> Any:
-        rv = self._reduce(obj)
+    def _enc_reduce(self, obj: Any, spec: dict) -> None:
+        red = copyreg.dispatch_table.get(type(obj))
+        try:
+            rv = red(obj) if red is not None else obj.__reduce_ex__(4)
+        except Exception as e:
+            raise ArgumentError(f"cannot save {type(obj).__qualname__} object: {e}") from None
         if isinstance(rv, str):
             # A global reference (module-level singleton such as a function object).
             mod = getattr(obj, "__module__", None)
             name = f"{mod}.{rv}" if mod else rv
             self.type_names.add(name)
-            return _obj("vitrify.global", name)
+            spec["type"] = "vitrify.global"
+            spec["state"] = name
+            return
+        if not isinstance(rv, tuple):
+            raise ArgumentError(f"cannot save {type(obj).__qualname__}: __reduce_ex__ returned {type(rv).__name__}")
+        self.keep.append(rv)        # keep the reduce result alive: ids stay unique
+        enc = self.enc
         func, args = rv[0], rv[1]
-        state = rv[2] if len(rv) > 2 else None
-        listitems = rv[3] if len(rv) > 3 else None
-        dictitems = rv[4] if len(rv) > 4 else None
+        n = len(rv)
+        state = rv[2] if n > 2 else None
+        listitems = rv[3] if n > 3 else None
+        dictitems = rv[4] if n > 4 else None
         out: dict[str, Any] = {}
         if func is copyreg.__newobj__:
             cls = args[0]
             tname = _canonical_name(cls)
+            out["n"] = True
             if len(args) > 1:
-                out["args"] = [self.enc(x) for x in args[1:]]
-            out["new"] = True
+                out["a"] = [enc(x) for x in args[1:]]
         elif func is copyreg.__newobj_ex__:
             cls, a, kw = args
             tname = _canonical_name(cls)
-            out["new"] = True
-            out["args"] = [self.enc(x) for x in a]
-            out["kwargs"] = self.enc(dict(kw))
+            out["n"] = True
+            out["a"] = [enc(x) for x in a]
+            out["kw"] = enc(dict(kw))
         elif func is copyreg._reconstructor:
             cls, base, bstate = args
             tname = _canonical_name(cls)
             if base is not object or bstate is not None:
                 raise ArgumentError(f"cannot save {tname}: unsupported copyreg reconstruction")
-            out["new"] = True
+            out["n"] = True
         else:
             tname = _canonical_name(func)
-            out["args"] = [self.enc(x) for x in (args or ())]
+            out["a"] = [enc(x) for x in (args or ())]
         self.type_names.add(tname)
+        spec["type"] = tname
         if state is not None:
-            out["state"] = self.enc(state)
+            if (self.use_keysets and type(state) is dict and state
+                    and id(state) not in self.memo
+                    and all(type(k) is str for k in state)):
+                # A dict state as a shared key list + its values (estimators of a forest all
+                # have the same keys).
+                self.memo[id(state)] = [state, _KEYSET, None]
+                out["k"] = self._keyset(tuple(state))
+                out["s"] = [enc(v) for v in state.values()]
+            else:
+                out["s"] = enc(state)
         if listitems is not None:
-            out["listitems"] = [self.enc(x) for x in listitems]
+            out["li"] = [enc(x) for x in listitems]
         if dictitems is not None:
-            out["dictitems"] = [[self.enc(k), self.enc(v)] for k, v in dictitems]
-        return _obj(tname, out)
+            out["di"] = [[enc(k), enc(v)] for k, v in dictitems]
+        spec["state"] = out
 
 
 def _stable_order(s: Iterable) -> list:
@@ -557,102 +646,217 @@ def _stable_order(s: Iterable) -> list:
         return sorted(items, key=repr)
 
 
+def _replace_nodes(root: Any, targets: dict[int, int]) -> Any:
+    """Replace list nodes (by identity) with their $shared wrapper; used when a list is shared."""
+    def wrap(x: Any) -> Any:
+        sid = targets.get(id(x))
+        return x if sid is None else {"$shared": {"id": sid, "value": x}}
+    root = wrap(root)
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if type(x) is list:
+            for j, e in enumerate(x):
+                if type(e) is list or type(e) is dict:
+                    w = wrap(e)
+                    if w is not e:
+                        x[j] = w
+                    stack.append(e)
+        elif type(x) is dict:
+            for k, e in x.items():
+                if type(e) is list or type(e) is dict:
+                    w = wrap(e)
+                    if w is not e:
+                        x[k] = w
+                    stack.append(e)
+    return root
+
+
 # ------------------------------------------------------------------------------------------
 # Decoding
 # ------------------------------------------------------------------------------------------
 
 _PLACEHOLDER = object()
 
+# Version 1 spelled the members of object states out; version 2 uses short keys.
+_V1_REDUCE_KEYS = {"new": "n", "args": "a", "kwargs": "kw", "state": "s", "listitems": "li",
+                   "dictitems": "di"}
+_V1_NDARRAY_KEYS = {"data": "d", "order": "o", "dtype": "t", "strings": "u", "raw": "r",
+                    "bytes": "y", "shape": "s", "items": "i"}
+_V1_GENERIC_KEYS = {"dtype": "t", "bytes": "b"}
+
+
+def _upgrade_v1(root: Any) -> None:
+    """Rename the members of version-1 object states (in place) to their version-2 keys."""
+    stack = [root]
+    while stack:
+        x = stack.pop()
+        if type(x) is list:
+            stack.extend(x)
+        elif type(x) is dict:
+            spec = x.get("$object") if len(x) == 1 else None
+            if type(spec) is dict and type(spec.get("state")) is dict:
+                t = spec.get("type")
+                table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
+                         if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
+                         else _V1_REDUCE_KEYS)
+                if table is not None:
+                    spec["state"] = {table.get(k, "?" + k): v for k, v in spec["state"].items()}
+            stack.extend(x.values())
+
+
+def _reject_constant(name: str) -> Any:
+    raise FormatError(f"invalid JSON number {name} in the object tree")
+
 
 class _Decoder:
-    def __init__(self, f: Any, infos: list, trusted: frozenset[str], mmap: bool):
+    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict):
         self.f = f
-        self.infos = {info["name"]: (i, info) for i, info in enumerate(infos)}
+        self._infos: dict | None = None
         self.trusted = trusted
         self.mmap = mmap
         self.shared: dict[int, Any] = {}
-        self.depth = 0
+        self.packed = c.get("$packed")
+        self.v1 = c.get("version") == 1
+        keys = c.get("keys", [])
+        dtypes = c.get("dtypes", [])
+        if type(keys) is not list or type(dtypes) is not list:
+            raise FormatError("invalid keys or dtypes table")
+        self.keys_raw = keys
+        self.keys: dict[int, tuple] = {}
+        self.dtypes_raw = dtypes
+        self.dtypes: dict[int, np.dtype] = {}
+
+    def keyset(self, k: Any) -> tuple:
+        ks = self.keys.get(k) if type(k) is int else None
+        if ks is None:
+            if type(k) is not int or not 0 <= k < len(self.keys_raw):
+                raise FormatError(f"invalid keyset index {k!r}")
+            raw = self.keys_raw[k]
+            if type(raw) is not list or not all(type(s) is str for s in raw):
+                raise FormatError("invalid keyset")
+            ks = self.keys[k] = tuple(raw)
+        return ks
+
+    def dtype(self, t: Any) -> np.dtype:
+        if type(t) is str:
+            return _dtype_from_str(t)
+        if type(t) is int:
+            dt = self.dtypes.get(t)
+            if dt is None:
+                if not 0 <= t < len(self.dtypes_raw):
+                    raise FormatError(f"invalid dtype index {t!r}")
+                dt = _dtype_from_state(self.dtypes_raw[t])
+                if not _structured_descr_ok(dt):
+                    raise FormatError("structured dtypes may only have plain numeric fields")
+                self.dtypes[t] = dt
+            return dt
+        return _dtype_from_state(t)
 
     def array(self, ref: Any) -> np.ndarray:
-        if not (isinstance(ref, dict) and len(ref) == 1 and "$array" in ref):
+        if not (type(ref) is dict and len(ref) == 1 and "$array" in ref):
             raise FormatError("expected an array reference")
         name = ref["$array"]
+        infos = self._infos
+        if infos is None:
+            infos = self._infos = {info["name"]: (i, info) for i, info in enumerate(self.f.arrays)}
         try:
-            i, info = self.infos[name]
-        except KeyError:
+            i, info = infos[name]
+        except (KeyError, TypeError):
             raise FormatError(f"array {name!r} is not in the file") from None
+        if name == self.packed:
+            raise FormatError("the object tree refers to its own packed array")
         return _arrays._load_array(self.f, i, info, self.mmap, False)
 
     def dec(self, v: Any) -> Any:
         t = type(v)
-        if v is None or t is bool or t is str or t is int or t is float:
+        if t is str or t is int or t is float or v is None or t is bool:
             return v
         if t is list:
-            return [self.dec(x) for x in v]
+            dec = self.dec
+            return [dec(x) for x in v]
         if t is not dict:
             raise FormatError(f"unexpected JSON value {v!r}")
         if len(v) == 1:
-            (k, x), = v.items()
-            if k.startswith("$"):
-                return self.tag(k, x)
-        return {k: self.dec(x) for k, x in v.items()}
+            for k, x in v.items():
+                if k.startswith("$"):
+                    return self.tag(k, x)
+        dec = self.dec
+        return {k: dec(x) for k, x in v.items()}
 
     def tag(self, k: str, x: Any) -> Any:
+        if k == "$object":
+            return self.object(x, None)
         if k == "$tuple":
-            return tuple(self.dec(e) for e in x)
+            if type(x) is not list:
+                raise FormatError("$tuple must hold a list")
+            dec = self.dec
+            return tuple([dec(e) for e in x])
+        if k == "$ref":
+            obj = self.shared.get(x, _PLACEHOLDER) if type(x) is int else _PLACEHOLDER
+            if obj is _PLACEHOLDER:
+                raise FormatError(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
+            return obj
+        if k == "$shared":
+            return self.shared_def(x)
         if k == "$float":
+            if x not in ("nan", "inf", "-inf"):
+                raise FormatError(f"invalid $float {x!r}")
             return float(x)
         if k == "$int":
+            if type(x) is not str or len(x) > 100000:
+                raise FormatError("invalid $int")
             return int(x)
         if k == "$bytes":
-            import base64
             return base64.b64decode(x, validate=True)
         if k == "$dict":
             out = {}
+            dec = self.dec
             for kk, vv in x:
-                key = self.dec(kk)
+                key = dec(kk)
                 try:
-                    out[key] = self.dec(vv)
+                    out[key] = dec(vv)
                 except TypeError:
                     raise FormatError(f"unhashable dict key {key!r}") from None
             return out
-        if k == "$shared":
-            sid = x["id"]
-            val = x["value"]
-            # Objects register themselves (so cycles resolve) before decoding their state.
-            if isinstance(val, dict) and len(val) == 1 and "$object" in val:
-                return self.object(val["$object"], sid)
-            if type(val) is list:
-                out: list = []
-                self.shared[sid] = out
-                out.extend(self.dec(e) for e in val)
-                return out
-            if type(val) is dict and not (len(val) == 1 and next(iter(val)).startswith("$")):
-                d: dict = {}
-                self.shared[sid] = d
-                for kk, vv in val.items():
-                    d[kk] = self.dec(vv)
-                return d
-            if type(val) is dict and "$dict" in val:
-                d = {}
-                self.shared[sid] = d
-                for kk, vv in val["$dict"]:
-                    d[self.dec(kk)] = self.dec(vv)
-                return d
-            self.shared[sid] = _PLACEHOLDER
-            out2 = self.dec(val)
-            self.shared[sid] = out2
-            return out2
-        if k == "$ref":
-            obj = self.shared.get(x, _PLACEHOLDER)
-            if obj is _PLACEHOLDER:
-                raise FormatError(f"$ref {x} refers to a value that cannot be built yet (cycle through a tuple)")
-            return obj
-        if k == "$object":
-            return self.object(x, None)
         if k == "$array":
             return self.array({"$array": x})
         raise FormatError(f"unknown tag {k}")
+
+    def shared_def(self, x: Any) -> Any:
+        sid = x["id"]
+        val = x["value"]
+        if type(sid) is not int or sid in self.shared:
+            raise FormatError(f"invalid or duplicate $shared id {sid!r}")
+        dec = self.dec
+        # Containers and objects register themselves (so cycles resolve) before their contents.
+        if type(val) is dict and len(val) == 1 and "$object" in val:
+            return self.object(val["$object"], sid)
+        if type(val) is list:
+            out: list = []
+            self.shared[sid] = out
+            out.extend([dec(e) for e in val])
+            return out
+        if type(val) is dict and not (len(val) == 1 and next(iter(val)).startswith("$")):
+            d: dict = {}
+            self.shared[sid] = d
+            for kk, vv in val.items():
+                d[kk] = dec(vv)
+            return d
+        if type(val) is dict and "$dict" in val:
+            d = {}
+            self.shared[sid] = d
+            for kk, vv in val["$dict"]:
+                d[dec(kk)] = dec(vv)
+            return d
+        self.shared[sid] = _PLACEHOLDER
+        out2 = dec(val)
+        self.shared[sid] = out2
+        return out2
 
     def object(self, spec: dict, sid: int | None) -> Any:
         tname = spec["type"]
@@ -669,22 +873,35 @@ class _Decoder:
                 self.shared[sid] = obj
             return obj
         target = _resolve(tname, self.trusted)
-        if not isinstance(st, dict):
+        if type(st) is not dict:
             raise FormatError(f"object state of {tname} must be a dict")
-        if st.get("new"):
+        dec = self.dec
+        args = [dec(a) for a in st["a"]] if "a" in st else ()
+        if st.get("n"):
             if not isinstance(target, type):
                 raise FormatError(f"{tname} is not a class")
-            args = [self.dec(a) for a in st.get("args", [])]
-            kwargs = self.dec(st["kwargs"]) if "kwargs" in st else {}
-            obj = target.__new__(target, *args, **kwargs)
+            if "kw" in st:
+                kwargs = dec(st["kw"])
+                if type(kwargs) is not dict:
+                    raise FormatError("kwargs must be a dict")
+                obj = target.__new__(target, *args, **kwargs)
+            else:
+                obj = target.__new__(target, *args)
         else:
-            args = [self.dec(a) for a in st.get("args", [])]
             obj = target(*args)
         if sid is not None:
             self.shared[sid] = obj
-        if "state" in st:
-            state = self.dec(st["state"])
-            _validate_state(tname, state)
+        if "s" in st:
+            s = st["s"]
+            if "k" in st:
+                keys = self.keyset(st["k"])
+                if type(s) is not list or len(s) != len(keys):
+                    raise FormatError(f"state of {tname} does not match its keys")
+                state: Any = dict(zip(keys, [dec(v) for v in s]))
+            else:
+                state = dec(s)
+            if tname in _STATE_VALIDATORS:
+                _STATE_VALIDATORS[tname](state, args)
             setstate = getattr(obj, "__setstate__", None)
             if setstate is not None and not _is_default_setstate(obj):
                 setstate(state)
@@ -697,37 +914,77 @@ class _Decoder:
                 if slotstate:
                     for kk, vv in slotstate.items():
                         setattr(obj, kk, vv)
-        if "listitems" in st:
-            items = [self.dec(e) for e in st["listitems"]]
+        if "li" in st:
+            items = [dec(e) for e in st["li"]]
             if hasattr(obj, "extend"):
                 obj.extend(items)
             else:
                 for e in items:
                     obj.append(e)
-        if "dictitems" in st:
-            for kk, vv in st["dictitems"]:
-                obj[self.dec(kk)] = self.dec(vv)
-        _validate_object(tname, obj)
+        if "di" in st:
+            for kk, vv in st["di"]:
+                obj[dec(kk)] = dec(vv)
+        if tname in _OBJECT_VALIDATORS:
+            _OBJECT_VALIDATORS[tname](tname, obj)
+        elif tname.startswith("scipy.sparse."):
+            _validate_sparse(tname, obj)
         return obj
 
 
+_default_setstate_cache: dict[type, bool] = {}
+
+
 def _is_default_setstate(obj: Any) -> bool:
-    fn = getattr(type(obj), "__setstate__", None)
-    return fn is None or fn is getattr(object, "__setstate__", None)
+    t = type(obj)
+    r = _default_setstate_cache.get(t)
+    if r is None:
+        fn = getattr(t, "__setstate__", None)
+        r = fn is None or fn is getattr(object, "__setstate__", None)
+        _default_setstate_cache[t] = r
+    return r
+
+
+def _shape(s: Any) -> tuple:
+    if type(s) is not list:
+        raise FormatError("array shape must be a list")
+    shape = tuple(s)
+    for x in shape:
+        if type(x) is not int or x < 0:
+            raise FormatError("invalid array shape")
+    return shape
 
 
 def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
-    if "data" in st:
-        a = d.array(st["data"])
-        if "dtype" in st:
-            a = a.astype(_dtype_from_state(st["dtype"]))
-        return a.T if st.get("order") == "F" else a
-    if "strings" in st:
+    if type(st) is not dict:
+        raise FormatError("invalid numpy.ndarray state")
+    b = st.get("b")
+    if type(b) is str:
+        # Small numeric array stored inline (version 2).
+        dt = d.dtype(st["t"])
+        if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
+            raise FormatError(f"inline arrays cannot have dtype {dt}")
+        shape = _shape(st["s"])
+        raw = bytearray(base64.b64decode(b, validate=True))
+        n = dt.itemsize
+        for s in shape:
+            n *= s
+        if len(raw) != n:
+            raise FormatError("inline array size does not match dtype and shape")
+        if dt.kind == "b" and raw and max(raw) > 1:
+            raise FormatError("bool array holds a byte other than 0 or 1")
+        a = np.frombuffer(raw, dtype=dt).reshape(shape)
+        return a.T if st.get("o") == "F" else a
+    if "d" in st:
+        a = d.array(st["d"])
+        if "t" in st:
+            a = a.astype(d.dtype(st["t"]))
+        return a.T if st.get("o") == "F" else a
+    if "u" in st:
         # The array table records the numpy dtype (object or <U n) and the load restores it.
-        return d.array(st["strings"])
-    if "items" in st:
-        shape = tuple(int(s) for s in st["shape"])
-        items = [d.dec(x) for x in st["items"]]
+        return d.array(st["u"])
+    if "i" in st:
+        shape = _shape(st["s"])
+        items = [d.dec(x) for x in st["i"]]
         n = 1
         for s in shape:
             n *= s
@@ -737,28 +994,29 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
         for j, x in enumerate(items):
             out[j] = x
         return out.reshape(shape)
-    if "raw" in st or "bytes" in st:
-        dt = _dtype_from_state(st["dtype"])
+    if "r" in st or "y" in st:
+        dt = d.dtype(st["t"])
         if dt.hasobject:
             raise FormatError("object dtypes cannot come from raw bytes")
-        raw = d.array(st.get("raw", st.get("bytes")))
-        shape = tuple(int(s) for s in st["shape"])
+        raw = d.array(st["r"] if "r" in st else st["y"])
+        shape = _shape(st["s"])
         n = 1
         for s in shape:
             n *= s
         if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != n * dt.itemsize:
             raise FormatError("raw array size does not match dtype and shape")
-        a = raw.view(dt).reshape(shape[::-1] if st.get("order") == "F" else shape)
-        return a.T if st.get("order") == "F" else a
+        if st.get("o") == "F":
+            # Version 1 recorded the logical shape, version 2 the stored (transposed) one.
+            return raw.view(dt).reshape(shape[::-1] if d.v1 else shape).T
+        return raw.view(dt).reshape(shape)
     raise FormatError("invalid numpy.ndarray state")
 
 
 def _dec_generic(d: _Decoder, st: dict) -> Any:
-    import base64
-    dt = _dtype_from_state(st["dtype"])
+    dt = d.dtype(st["t"])
     if dt.hasobject:
         raise FormatError("object scalars are not allowed")
-    raw = base64.b64decode(st["bytes"], validate=True)
+    raw = base64.b64decode(st["b"], validate=True)
     if len(raw) != dt.itemsize:
         raise FormatError("numpy scalar has the wrong number of bytes")
     return np.frombuffer(raw, dtype=dt)[0]
@@ -801,7 +1059,7 @@ _SPECIAL_DECODERS = {
     "builtins.frozenset": _dec_set(frozenset),
     "builtins.complex": lambda d, st: complex(float(d.dec(st[0])), float(d.dec(st[1]))),
     "builtins.slice": lambda d, st: slice(*(d.dec(x) for x in st)),
-    "builtins.range": lambda d, st: range(*(int(x) for x in st)),
+    "builtins.range": lambda d, st: range(*(int(d.dec(x)) for x in st)),
     "builtins.bytearray": lambda d, st: bytearray(d.dec(st)),
 }
 
@@ -810,12 +1068,44 @@ _SPECIAL_DECODERS = {
 # Validation of data that scikit-learn would trust blindly
 # ------------------------------------------------------------------------------------------
 
-def _validate_state(tname: str, state: Any) -> None:
-    if tname == "sklearn.tree._tree.Tree":
-        _validate_tree_state(state)
+_arange_cache = np.arange(0)
 
 
-def _validate_tree_state(state: Any) -> None:
+def _arange(n: int) -> np.ndarray:
+    global _arange_cache
+    if _arange_cache.shape[0] < n:
+        a = np.arange(max(n, 2 * _arange_cache.shape[0], 1024), dtype=np.int64)
+        a.flags.writeable = False
+        _arange_cache = a
+    return _arange_cache[:n]
+
+
+_I8 = np.dtype("<i8")
+
+
+def _tree_fields(nodes: np.ndarray, n: int) -> tuple:
+    """left_child, right_child and feature of the node array. When they are int64 fields of a
+    contiguous array (scikit-learn's layout), one gather copies the three of them into a compact
+    (n, 3) array: every later check then runs on a few bytes per node instead of walking the
+    64-byte node records again."""
+    fields = nodes.dtype.fields
+    specs = [fields[f] for f in ("left_child", "right_child", "feature")]
+    isz = nodes.dtype.itemsize
+    if (nodes.flags.c_contiguous and isz % 8 == 0
+            and all(sp[0] == _I8 and sp[1] % 8 == 0 for sp in specs)):
+        words = nodes.view(np.uint8).view(np.int64).reshape(n, isz // 8)
+        c = words.take([specs[0][1] // 8, specs[1][1] // 8, specs[2][1] // 8], axis=1)
+        return c[:, 0], c[:, 1], c[:, 2]
+    out = []
+    for f in ("left_child", "right_child", "feature"):
+        a = nodes[f]
+        if a.dtype.kind not in "iu" or a.ndim != 1:
+            raise InvalidStateError("Tree node fields must be integers")
+        out.append(a.astype(np.int64))
+    return tuple(out)
+
+
+def _validate_tree_state(state: Any, args: Any = None) -> None:
     if not isinstance(state, dict):
         raise InvalidStateError("Tree state must be a dict")
     nodes = state.get("nodes")
@@ -823,79 +1113,133 @@ def _validate_tree_state(state: Any) -> None:
     node_count = state.get("node_count")
     if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None or not isinstance(values, np.ndarray):
         raise InvalidStateError("Tree state lacks its node and value arrays")
+    names = nodes.dtype.names
     for fld in ("left_child", "right_child", "feature"):
-        if fld not in nodes.dtype.names:
+        if fld not in names:
             raise InvalidStateError(f"Tree nodes lack the field {fld!r}")
     n = nodes.shape[0] if nodes.ndim == 1 else -1
     if n < 0 or not isinstance(node_count, (int, np.integer)) or int(node_count) != n:
         raise InvalidStateError("Tree node_count does not match its node array")
     if values.ndim != 3 or values.shape[0] != n:
         raise InvalidStateError("Tree values do not have one row per node")
-    left = nodes["left_child"].astype(np.int64)
-    right = nodes["right_child"].astype(np.int64)
-    feat = nodes["feature"].astype(np.int64)
+    if n == 0:
+        return
+    left, right, feat = _tree_fields(nodes, n)
+    # Leaves have both children -1; every other node must have both children after itself and
+    # inside the array (which also rules out loops).
     leaf = left == -1
-    if np.any(leaf != (right == -1)):
+    if not (leaf == (right == -1)).all():
         raise InvalidStateError("Tree node has exactly one child")
-    internal = ~leaf
-    idx = np.arange(n)
-    if np.any((left[internal] <= idx[internal]) | (left[internal] >= n) |
-              (right[internal] <= idx[internal]) | (right[internal] >= n)):
+    n_leaf = int(np.count_nonzero(leaf))
+    idx = _arange(n)
+    # Every leaf satisfies child <= index (-1 <= i): any other count means an internal node
+    # whose child does not follow it.
+    if (int(np.count_nonzero(left <= idx)) != n_leaf or int(np.count_nonzero(right <= idx)) != n_leaf
+            or int(left.max()) >= n or int(right.max()) >= n):
         raise InvalidStateError("Tree child index out of range (children must follow their parent)")
-    if np.any(feat[internal] < 0):
+    if ((feat < 0) > leaf).any():
         raise InvalidStateError("Tree split feature index is negative")
-
-
-def _validate_object(tname: str, obj: Any) -> None:
-    if tname == "sklearn.tree._tree.Tree":
-        if obj.node_count and int(np.max(obj.feature)) >= obj.n_features:
+    if args is not None:
+        # Tree(n_features, n_classes, n_outputs): split features must be below n_features.
+        n_features = args[0] if isinstance(args, (list, tuple)) and args else None
+        if not isinstance(n_features, (int, np.integer)):
+            raise InvalidStateError("Tree is built without its feature count")
+        internal_max = int(np.where(leaf, -1, feat).max())
+        if internal_max >= int(n_features):
             raise InvalidStateError("Tree split feature index is not below n_features")
-    elif tname.startswith("scipy.sparse.") and hasattr(obj, "check_format"):
+
+
+def _validate_tree(tname: str, obj: Any) -> None:
+    # The node data were checked against the constructor's n_features before __setstate__;
+    # this only checks the built tree kept that count.
+    if obj.n_features < 0:
+        raise InvalidStateError("Tree has a negative feature count")
+
+
+def _validate_sparse(tname: str, obj: Any) -> None:
+    if hasattr(obj, "check_format"):
         try:
             obj.check_format(full_check=True)
         except Exception as e:
             raise InvalidStateError(f"{tname}: invalid sparse structure: {e}") from None
-    elif tname == "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor":
-        nodes = getattr(obj, "nodes", None)
-        if nodes is None or nodes.dtype.names is None:
-            raise InvalidStateError("TreePredictor without nodes")
-        n = nodes.shape[0]
-        leaf = nodes["is_leaf"].astype(bool)
-        for fld in ("left", "right"):
-            c = nodes[fld].astype(np.int64)[~leaf]
-            if np.any((c < 0) | (c >= n)):
-                raise InvalidStateError("TreePredictor child index out of range")
-        if "bitset_idx" in nodes.dtype.names:
-            cat = nodes["is_categorical"].astype(bool) & ~leaf
-            bi = nodes["bitset_idx"].astype(np.int64)[cat]
+
+
+def _validate_tree_predictor(tname: str, obj: Any) -> None:
+    nodes = getattr(obj, "nodes", None)
+    if nodes is None or nodes.dtype.names is None:
+        raise InvalidStateError("TreePredictor without nodes")
+    n = nodes.shape[0]
+    leaf = nodes["is_leaf"].astype(bool)
+    internal = ~leaf
+    for fld in ("left", "right"):
+        c = nodes[fld][internal]
+        if c.size and (int(c.min()) < 0 or int(c.max()) >= n):
+            raise InvalidStateError("TreePredictor child index out of range")
+    if "bitset_idx" in nodes.dtype.names:
+        cat = nodes["is_categorical"].astype(bool) & internal
+        if cat.any():
+            bi = nodes["bitset_idx"][cat]
             for bs in (obj.raw_left_cat_bitsets, obj.binned_left_cat_bitsets):
-                if bi.size and (np.any(bi < 0) or np.any(bi >= bs.shape[0])):
+                if bi.size and (int(bi.min()) < 0 or int(bi.max()) >= bs.shape[0]):
                     raise InvalidStateError("TreePredictor bitset index out of range")
-    elif tname in ("sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
-                   "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor"):
-        tree = getattr(obj, "tree_", None)
-        nf = getattr(obj, "n_features_in_", None)
-        if tree is not None and nf is not None and tree.n_features != nf:
-            raise InvalidStateError(f"{tname}: tree_ has {tree.n_features} features, the estimator {nf}")
-    elif tname in ("sklearn.ensemble.HistGradientBoostingClassifier",
-                   "sklearn.ensemble.HistGradientBoostingRegressor"):
-        nf = getattr(obj, "n_features_in_", None)
-        for it in getattr(obj, "_predictors", []) or []:
-            for pred in it:
-                nodes = pred.nodes
-                leaf = nodes["is_leaf"].astype(bool)
-                f = nodes["feature_idx"].astype(np.int64)[~leaf]
-                if nf is not None and f.size and (f.min() < 0 or f.max() >= nf):
-                    raise InvalidStateError(f"{tname}: split feature index out of range")
-    elif tname in ("sklearn.neighbors.KDTree", "sklearn.neighbors.BallTree",
-                   "sklearn.neighbors._kd_tree.KDTree64", "sklearn.neighbors._ball_tree.BallTree64",
-                   "sklearn.neighbors._kd_tree.KDTree32", "sklearn.neighbors._ball_tree.BallTree32"):
-        data, idx, nd = obj.get_arrays()[0], obj.get_arrays()[1], obj.get_arrays()[2]
-        if idx.size and (idx.min() < 0 or idx.max() >= data.shape[0]):
-            raise InvalidStateError("neighbors tree index array points outside its data")
-        if nd.size and (np.any(nd["idx_start"] < 0) or np.any(nd["idx_end"] > idx.shape[0])
-                        or np.any(nd["idx_start"] > nd["idx_end"])):
-            raise InvalidStateError("neighbors tree node ranges point outside the index array")
+
+
+def _validate_tree_estimator(tname: str, obj: Any) -> None:
+    tree = getattr(obj, "tree_", None)
+    nf = getattr(obj, "n_features_in_", None)
+    if tree is not None and nf is not None and tree.n_features != nf:
+        raise InvalidStateError(f"{tname}: tree_ has {tree.n_features} features, the estimator {nf}")
+
+
+def _validate_hgb(tname: str, obj: Any) -> None:
+    nf = getattr(obj, "n_features_in_", None)
+    for it in getattr(obj, "_predictors", []) or []:
+        for pred in it:
+            nodes = pred.nodes
+            f = nodes["feature_idx"][~nodes["is_leaf"].astype(bool)]
+            if nf is not None and f.size and (int(f.min()) < 0 or int(f.max()) >= nf):
+                raise InvalidStateError(f"{tname}: split feature index out of range")
+
+
+def _validate_neighbors_tree(tname: str, obj: Any) -> None:
+    arrays = obj.get_arrays()
+    data, idx, nd = arrays[0], arrays[1], arrays[2]
+    if idx.size and (idx.min() < 0 or idx.max() >= data.shape[0]):
+        raise InvalidStateError("neighbors tree index array points outside its data")
+    if nd.size and (np.any(nd["idx_start"] < 0) or np.any(nd["idx_end"] > idx.shape[0])
+                    or np.any(nd["idx_start"] > nd["idx_end"])):
+        raise InvalidStateError("neighbors tree node ranges point outside the index array")
+
+
+_STATE_VALIDATORS = {"sklearn.tree._tree.Tree": _validate_tree_state}
+
+_OBJECT_VALIDATORS = {
+    "sklearn.tree._tree.Tree": _validate_tree,
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": _validate_tree_predictor,
+    **{n: _validate_tree_estimator for n in (
+        "sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
+        "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor")},
+    **{n: _validate_hgb for n in ("sklearn.ensemble.HistGradientBoostingClassifier",
+                                  "sklearn.ensemble.HistGradientBoostingRegressor")},
+    **{n: _validate_neighbors_tree for n in (
+        "sklearn.neighbors.KDTree", "sklearn.neighbors.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree64", "sklearn.neighbors._ball_tree.BallTree64",
+        "sklearn.neighbors._kd_tree.KDTree32", "sklearn.neighbors._ball_tree.BallTree32")},
+}
+
+
+def _validate_state(tname: str, state: Any, args: Any = None) -> None:
+    v = _STATE_VALIDATORS.get(tname)
+    if v is not None:
+        v(state, args)
+
+
+def _validate_object(tname: str, obj: Any) -> None:
+    v = _OBJECT_VALIDATORS.get(tname)
+    if v is not None:
+        v(tname, obj)
+    elif tname.startswith("scipy.sparse."):
+        _validate_sparse(tname, obj)
 
 
 # ------------------------------------------------------------------------------------------
@@ -906,27 +1250,39 @@ def _validate_object(tname: str, obj: Any) -> None:
 _ENV_PACKAGES = ("numpy", "scipy", "scikit-learn")
 
 
-def _package_versions() -> dict:
-    out = {}
+@functools.cache
+def _package_versions_cached() -> tuple:
+    out = []
     from importlib import metadata
     for p in _ENV_PACKAGES:
         try:
-            out[p] = metadata.version(p)
+            out.append((p, metadata.version(p)))
         except metadata.PackageNotFoundError:
             pass
-    return out
+    return tuple(out)
+
+
+def _package_versions() -> dict:
+    """Versions of the packages that matter, read once per process (installing another
+    version under a running interpreter does not change the modules it has imported)."""
+    return dict(_package_versions_cached())
+
+
+@functools.cache
+def _static_environment() -> tuple:
+    return (
+        ("python", platform.python_version()),
+        ("implementation", platform.python_implementation()),
+        ("platform", platform.platform()),
+        ("machine", platform.machine()),
+        ("byteorder", sys.byteorder),
+        ("vitrify", _core.library_version),
+    )
 
 
 def current_environment(created: bool = True) -> dict:
-    env = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "byteorder": sys.byteorder,
-        "vitrify": _core.library_version,
-        "packages": _package_versions(),
-    }
+    env: dict[str, Any] = dict(_static_environment())
+    env["packages"] = _package_versions()
     if created:
         env["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return env
@@ -958,6 +1314,7 @@ def check_environment(saved: Any, *, stacklevel: int = 3) -> list[str]:
     for m in msgs:
         warnings.warn(f"vitrify: environment differs: {m}", EnvironmentMismatchWarning, stacklevel=stacklevel)
     return msgs
+
 
 
 def _summary(obj: Any, depth: int = 0) -> Any:
@@ -1076,6 +1433,7 @@ def _jsonable_plain(v: Any) -> Any:
     return repr(v)
 
 
+
 # ------------------------------------------------------------------------------------------
 # Public API
 # ------------------------------------------------------------------------------------------
@@ -1085,9 +1443,10 @@ def _compress_policy(compress: Any):
         raise ArgumentError("dump(compress=...) takes None, 'zstd', an int level or (codec, level)")
     spec = _arrays._codec_spec(compress, "compress")
     if spec[0] == "raw":
-        return lambda a: spec
+        return spec, lambda a: spec
     # Small arrays are not worth a zstd frame; keep them raw (and mappable).
-    return lambda a: spec if a.nbytes >= 256 else ("raw", 0)
+    raw = ("raw", 0)
+    return spec, lambda a: spec if a.nbytes >= 256 else raw
 
 
 class _Progress:
@@ -1098,7 +1457,7 @@ class _Progress:
             enabled = os.environ.get("VITRIFY_PROGRESS", "1") != "0" and sys.stderr.isatty()
         self.enabled = enabled
         self.what = what
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if enabled else 0.0
         self.shown = False
 
     def update(self, msg: str) -> None:
@@ -1116,15 +1475,43 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _encode(obj: Any, policy: Any) -> _Encoder:
+    enc = _Encoder(policy)
+    try:
+        enc.root = enc.enc(obj)
+    except _KeysetConflict:
+        # A state dict written as a keyset is referenced elsewhere too: write plain dicts.
+        enc = _Encoder(policy, keysets=False)
+        enc.root = enc.enc(obj)
+    lists = enc.finish()
+    if lists:
+        enc.root = _replace_nodes(enc.root, lists)
+    return enc
+
+
 def _write_object(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool | None) -> None:
     from . import values as _values
     prog = _Progress("saving", progress)
-    enc = _Encoder(w, _compress_policy(compress))
-    enc.count(obj)
-    root = enc.enc(obj)
-    prog.update(f"{enc.n_arrays} arrays, {enc.array_bytes / 2**20:.1f} MiB")
-    content = {"kind": CONTENT_KIND, "version": CONTENT_VERSION, "root": root,
-               "types": sorted(enc.type_names)}
+    spec, policy = _compress_policy(compress)
+    enc = _encode(obj, policy)
+    add_one = _arrays._add_one
+    for name, a, codec in enc.arrays:
+        add_one(w, name, a, codec)
+    prog.update(f"{len(enc.arrays)} arrays, {enc.array_bytes / 2**20:.1f} MiB")
+    # The object tree goes into one uint8 array of the file (zstd-compressed with the arrays'
+    # level when compression is on): no JSON re-parse by the header writer or reader.
+    body: dict[str, Any] = {"root": enc.root}
+    if enc.keysets:
+        body["keys"] = [list(k) for k in enc.keysets]
+    if enc.dtype_list:
+        body["dtypes"] = enc.dtype_list
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    # The tree is always parsed in full (never memory-mapped), so it is compressed even when the
+    # arrays stay raw: zstd level 1 when it is big enough to gain anything.
+    codec = spec if spec[0] == "zstd" else ("zstd", 1) if len(text) >= _PACK_ZSTD_MIN else spec
+    w.add_array(_PACKED_NAME, "uint8", [len(text)], text, codec[0], codec[1], None)
+    content: dict[str, Any] = {"kind": CONTENT_KIND, "version": CONTENT_VERSION,
+                               "packed": {"$array": _PACKED_NAME}, "types": sorted(enc.type_names)}
     try:
         content["schema"] = _schema(obj)
     except Exception:  # the schema is a convenience; never fail a save over it
@@ -1137,11 +1524,13 @@ def _write_object(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool
 
 
 def dump(obj: Any, path: Any, *, compress: Any = None, metadata: Any = None,
-         progress: bool | None = None) -> None:
+         progress: bool | None = None, durable: bool = True) -> None:
     """Save ``obj`` (a fitted scikit-learn estimator, pipeline, or any object built from numpy,
     scipy and standard containers) to ``path`` atomically. Arrays stay raw and memory-mappable
-    unless ``compress`` is ``"zstd"``, a zstd level, or ``("zstd", level)``."""
-    w = _core.Writer.create(os.fspath(path), 64, True)
+    unless ``compress`` is ``"zstd"``, a zstd level, or ``("zstd", level)``. ``durable`` (the
+    default) fsyncs the file and its folder before returning; turn it off only for scratch
+    files."""
+    w = _core.Writer.create(os.fspath(path), 64, bool(durable))
     try:
         _write_object(w, obj, compress, metadata, progress)
         w.commit()
@@ -1160,6 +1549,23 @@ def dumps(obj: Any, *, compress: Any = None, metadata: Any = None) -> bytes:
         w.close()
 
 
+def _packed_bytes(f: Any, name: Any) -> bytes | bytearray:
+    if type(name) is not str:
+        raise FormatError("invalid packed content reference")
+    try:
+        i = f.find(name)
+    except VitrifyError:
+        raise FormatError(f"the packed object tree {name!r} is not in the file") from None
+    info = f.array_info(i)
+    if info["dtype"] != "uint8" or len(info["shape"]) != 1:
+        raise FormatError("the packed object tree must be a 1-D uint8 array")
+    if info["codec"] == "raw":
+        return f.view(i, True).tobytes()         # checksum verified
+    buf = bytearray(int(info["decoded_length"]))
+    f.read_into(i, np.frombuffer(buf, dtype=np.uint8), True)
+    return buf
+
+
 def _content(f: Any) -> dict:
     text = f.content_json
     if not text or text == "null":
@@ -1167,34 +1573,69 @@ def _content(f: Any) -> dict:
     c = json.loads(text)
     if not isinstance(c, dict) or c.get("kind") != CONTENT_KIND:
         raise FormatError("the file's content is not a vitrify Python object")
-    if c.get("version") != CONTENT_VERSION:
-        raise FormatError(f"object encoding version {c.get('version')} is not supported (this vitrify reads {CONTENT_VERSION})")
+    version = c.get("version")
+    if version not in _READ_VERSIONS:
+        raise FormatError(f"object encoding version {version} is not supported (this vitrify reads "
+                          f"{', '.join(map(str, _READ_VERSIONS))})")
+    if version == 1:
+        _upgrade_v1(c.get("root"))
+        c.pop("keys", None)
+        c.pop("dtypes", None)
+        return c
+    packed = c.get("packed")
+    if packed is not None:
+        if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
+            raise FormatError("invalid packed content reference")
+        name = packed["$array"]
+        try:
+            body = json.loads(_packed_bytes(f, name), parse_constant=_reject_constant)
+        except RecursionError:
+            raise FormatError("object tree nested too deeply") from None
+        except ValueError as e:
+            raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
+        if type(body) is not dict or "root" not in body:
+            raise FormatError("the packed object tree has no root")
+        # Only the packed body counts: the header's own root/keys/dtypes are ignored.
+        c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
+             "dtypes": body.get("dtypes", []), "$packed": name}
     return c
 
 
 def _collect_types(v: Any, out: set) -> None:
     stack = [v]
+    pop = stack.pop
+    push = stack.append
+    extend = stack.extend
+    special = _SPECIAL_DECODERS
     while stack:
-        x = stack.pop()
-        if type(x) is list:
-            stack.extend(x)
-        elif type(x) is dict:
+        x = pop()
+        t = type(x)
+        if t is list:
+            extend(x)
+        elif t is dict:
             if len(x) == 1 and "$object" in x:
                 spec = x["$object"]
-                if isinstance(spec, dict):
-                    t = spec.get("type")
-                    if t == "vitrify.global":
-                        if isinstance(spec.get("state"), str):
-                            out.add(spec["state"])
-                    elif isinstance(t, str) and t not in _SPECIAL_DECODERS:
-                        out.add(t)
-                    if t == "numpy.random.Generator" and isinstance(spec.get("state"), dict):
-                        bg = spec["state"].get("bit_generator")
-                        if isinstance(bg, str) and bg not in _BIT_GENERATORS:
-                            out.add(bg)
-                    stack.append(spec.get("state"))
+                if type(spec) is dict:
+                    tn = spec.get("type")
+                    st = spec.get("state")
+                    if tn == "vitrify.global":
+                        if type(st) is str:
+                            out.add(st)
+                        else:
+                            out.add("vitrify.global")   # malformed: refuse
+                    elif type(tn) is str:
+                        if tn not in special:
+                            out.add(tn)
+                        elif tn == "numpy.random.Generator" and type(st) is dict:
+                            bg = st.get("bit_generator")
+                            if type(bg) is str and bg not in _BIT_GENERATORS:
+                                out.add(bg)
+                    if type(st) is dict or type(st) is list:
+                        push(st)
+                else:
+                    push(spec)
             else:
-                stack.extend(x.values())
+                extend(x.values())
 
 
 def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
@@ -1232,8 +1673,8 @@ def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | No
         env_text = f.environment_json
         if env_text and env_text != "null":
             check_environment(json.loads(env_text), stacklevel=4)
-    dec = _Decoder(f, f.arrays, ts, mmap)
     try:
+        dec = _Decoder(f, ts, mmap, c)
         obj = dec.dec(c["root"])
     except VitrifyError:
         raise
@@ -1246,19 +1687,30 @@ def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | No
 
 
 def load(path: Any, *, trusted: Iterable[str] | None = None, mmap: bool = True,
-         check_env: bool = True, progress: bool | None = None) -> Any:
+         check_env: bool = True, progress: bool | None = None, require_signature: Any = None) -> Any:
     """Load an object saved with :func:`dump`.
 
     Only trusted names are imported or called: numpy, scipy and scikit-learn types that dump()
     produces, plus the names in ``trusted``. A file naming anything else raises
     :class:`UntrustedTypeError` before anything is built. With ``mmap`` (default) large arrays are
     copy-on-write views of the mapped file.
+
+    With ``require_signature=PUBKEY`` (a key file path, PEM text or the 32 raw key bytes) the file
+    must carry a valid signature by that key (vitrify.signing), checked with every array checksum
+    before anything is decoded; otherwise :class:`SignatureError` is raised.
     """
     f = _open(path, mmap)
+    if require_signature is not None:  # signatures (issue 5): before anything is decoded
+        from .signing import require_signature as _require_signature
+        _require_signature(f, require_signature)
     return _load(f, trusted, mmap, check_env, progress)
 
 
-def loads(data: bytes, *, trusted: Iterable[str] | None = None, check_env: bool = True) -> Any:
+def loads(data: bytes, *, trusted: Iterable[str] | None = None, check_env: bool = True,
+          require_signature: Any = None) -> Any:
     """Like :func:`load`, from a file image in memory."""
     f = _core.File.from_bytes(data, True)
+    if require_signature is not None:  # signatures (issue 5): before anything is decoded
+        from .signing import require_signature as _require_signature
+        _require_signature(f, require_signature)
     return _load(f, trusted, True, check_env, False)

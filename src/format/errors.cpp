@@ -29,6 +29,9 @@ std::string_view errc_name(errc code) noexcept {
     case errc::bad_value: return "bad_value";
     case errc::bad_trailer: return "bad_trailer";
     case errc::not_raw: return "not_raw";
+    case errc::signature_missing: return "signature_missing";
+    case errc::signature_invalid: return "signature_invalid";
+    case errc::key_error: return "key_error";
   }
   return "unknown_error";
 }

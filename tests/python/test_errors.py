@@ -39,6 +39,9 @@ EXPECTED_CLASS = {
     "bad_value": vitrify.FormatError,
     "bad_trailer": vitrify.FormatError,
     "not_raw": vitrify.ArgumentError,
+    "signature_missing": vitrify.SignatureError,
+    "signature_invalid": vitrify.SignatureError,
+    "key_error": vitrify.SignatureError,
 }
 
 
