@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libzstd-dev libxxhash-dev libsimdjson-dev libssl-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-venv python3-dev
+  clang libclang-rt-14-dev   # libFuzzer + sanitizer runtimes for `make fuzz` (CI runs it)
 )
 
 missing=()

@@ -1,6 +1,8 @@
 #include "vitrify/writer.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -352,6 +354,27 @@ writer::writer(writer&&) noexcept = default;
 writer& writer::operator=(writer&&) noexcept = default;
 writer::~writer() = default;
 
+/// Remove `dir/prefix*` files that no live writer holds a lock on (see writer::create).
+static void remove_stale_temporaries(const std::string& dir, const std::string& prefix, const std::string& mine) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n(e->d_name);
+    if (n.size() != prefix.size() + 6 || n.substr(0, prefix.size()) != prefix) continue;
+    if (n == mine) continue;
+    std::string path = dir + "/" + std::string(n);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    // A writer locks its file before writing its first byte, so an empty file may belong to a
+    // writer that has not locked it yet: only non-empty, unlocked files are stale.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0)
+      ::unlink(path.c_str());
+    ::close(fd);
+  }
+  ::closedir(d);
+}
+
 static result<void> check_options(const writer_options& opt) {
   if (opt.alignment < 64 || opt.alignment > 4096 || (opt.alignment & (opt.alignment - 1)) != 0)
     return fail(errc::invalid_argument, "alignment " + std::to_string(opt.alignment) + " is not a power of two in [64, 4096]");
@@ -384,6 +407,11 @@ result<writer> writer::create(const std::filesystem::path& path, const writer_op
   }
   p->tmp.assign(tmpl.data());
   p->fd = fd;
+  // The lock marks the temporary file as in use for as long as this process lives (the kernel
+  // drops it when the process dies, SIGKILL included). Temporary files of the same target whose
+  // lock can be taken belong to writers that died: remove them.
+  ::flock(fd, LOCK_EX);
+  remove_stale_temporaries(p->dir, "." + base + ".vit-tmp-", std::filesystem::path(p->tmp).filename().string());
   // mkstemp creates 0600; give the file the permissions a plain open() would (0666 & ~umask).
   mode_t um = ::umask(0);
   ::umask(um);

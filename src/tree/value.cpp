@@ -512,7 +512,7 @@ result<value> parse_value(std::string_view json, const value_limits& lim) {
   if (auto ec = parser.allocate(json.size() + 64, 3 * static_cast<std::size_t>(lim.max_depth) + 16))
     return detail::json_error(ec, "value");
   simdjson::dom::element root;
-  if (auto ec = parser.parse(json.data(), json.size(), true).get(root)) return detail::json_error(ec, "value");
+  if (auto ec = parser.parse(json.empty() ? "" : json.data(), json.size(), true).get(root)) return detail::json_error(ec, "value");
   detail::value_parse_ctx ctx;
   ctx.lim = lim;
   auto v = detail::value_from_element(root, ctx, 0, "value");
