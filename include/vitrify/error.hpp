@@ -39,6 +39,10 @@ enum class errc : std::uint16_t {
   signature_missing = 23,   ///< signature required but the file has no VITSIG01 block
   signature_invalid = 24,   ///< signature block malformed, by another key, or not matching the content
   key_error = 25,           ///< a key file or key bytes cannot be read or are not an Ed25519 key
+  unsupported_model = 26,   ///< the C++ runtime does not implement this estimator or option
+  bad_state = 27,           ///< a model's fitted state breaks its invariants (shapes, indices)
+  bad_pickle = 28,          ///< a pickle stream is malformed or cannot be accounted for
+  unknown_format = 29,      ///< the bytes are not in any format this operation understands
 };
 
 /// Short stable identifier of an error code ("checksum_mismatch").

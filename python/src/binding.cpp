@@ -8,6 +8,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
@@ -25,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "vitrify/pyobj.hpp"
+#include "vitrify/runtime.hpp"
 #include "vitrify/sign.hpp"
 #include "vitrify/vitrify.hpp"
 
@@ -278,6 +281,90 @@ struct Writer {
     if (committed && std::string_view(op) != "take_bytes")
       raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is already committed");
     return *w;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// C++ runtime (vitrify.native)
+// ---------------------------------------------------------------------------------------------
+
+namespace rt = vitrify::runtime;
+
+rt::method method_arg(std::string_view name) {
+  if (name == "predict") return rt::method::predict;
+  if (name == "predict_proba") return rt::method::predict_proba;
+  if (name == "decision_function") return rt::method::decision_function;
+  if (name == "transform") return rt::method::transform;
+  raise(vitrify::errc::invalid_argument, "unknown method '" + std::string(name) + "'");
+}
+
+nb::object output_to_python(rt::output&& out) {
+  if (out.is_labels()) {
+    nb::list labels;
+    for (auto& s : out.labels)
+      labels.append(nb::steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape")));
+    return nb::make_tuple(labels, out.rows, out.cols);
+  }
+  auto* vec = new std::vector<double>(std::move(out.values));
+  nb::capsule owner(vec, [](void* p) noexcept { delete static_cast<std::vector<double>*>(p); });
+  std::size_t shape[2] = {out.rows, out.cols};
+  nb::ndarray<nb::numpy, double, nb::ndim<2>> arr(vec->data(), 2, shape, owner);
+  return nb::make_tuple(nb::cast(arr), out.rows, out.cols);
+}
+
+struct NativeModel {
+  rt::model m;
+
+  nb::object run(std::string_view method, nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu> x) const {
+    rt::method meth = method_arg(method);
+    rt::matrix_view view;
+    if (x.dtype() == nb::dtype<double>())
+      view = rt::matrix_view(static_cast<const double*>(x.data()), x.shape(0), x.shape(1));
+    else if (x.dtype() == nb::dtype<float>())
+      view = rt::matrix_view(static_cast<const float*>(x.data()), x.shape(0), x.shape(1));
+    else
+      raise(vitrify::errc::invalid_argument, "X must be a float64 or float32 array");
+    vitrify::result<rt::output> r = vitrify::fail(vitrify::errc::ok, "");
+    {
+      nb::gil_scoped_release nogil;
+      r = m.run(meth, view);
+    }
+    return output_to_python(unwrap(std::move(r)));
+  }
+
+  // columns: list of (name, float64 ndarray | list of str-or-None)
+  nb::object run_table(std::string_view method, std::size_t rows, nb::list columns) const {
+    rt::method meth = method_arg(method);
+    rt::table t(rows);
+    for (nb::handle item : columns) {
+      nb::tuple pair = nb::cast<nb::tuple>(item);
+      std::string name = nb::cast<std::string>(pair[0]);
+      nb::handle data = pair[1];
+      if (nb::isinstance<nb::list>(data)) {
+        std::vector<std::string> texts;
+        std::vector<bool> missing;
+        for (nb::handle v : nb::cast<nb::list>(data)) {
+          if (v.is_none()) {
+            texts.emplace_back();
+            missing.push_back(true);
+          } else {
+            texts.push_back(nb::cast<std::string>(v));
+            missing.push_back(false);
+          }
+        }
+        unwrap(t.add_text(std::move(name), std::move(texts), std::move(missing)));
+      } else {
+        auto a = nb::cast<nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cpu>>(data);
+        const double* p = a.data();
+        unwrap(t.add_numeric(std::move(name), std::vector<double>(p, p + a.shape(0))));
+      }
+    }
+    vitrify::result<rt::output> r = vitrify::fail(vitrify::errc::ok, "");
+    {
+      nb::gil_scoped_release nogil;
+      r = m.run(meth, t);
+    }
+    return output_to_python(unwrap(std::move(r)));
   }
 };
 
@@ -536,6 +623,42 @@ NB_MODULE(_core, m) {
       "The PEM text of a public key.");
 
   // ---- Writer ------------------------------------------------------------------------------
+  m.def("native_supported_types", [] { return rt::supported_types(); });
+  m.def("object_graph_names", [](const std::filesystem::path& path) {
+    auto f = unwrap(vitrify::file::open(path));
+    auto g = unwrap(vitrify::pyobj::decode_objects(f));
+    return std::make_pair(vitrify::pyobj::referenced_names(*g->root), g->size());
+  }, "path"_a, "Decode the object graph of a vitrify.dump file in C++: (type and function names, node count).");
+  nb::class_<NativeModel>(m, "NativeModel", "A model built by the C++ runtime (no Python objects involved).")
+      .def_static(
+          "load",
+          [](const std::filesystem::path& path, bool verify) {
+            rt::load_options opt;
+            opt.verify_arrays = verify;
+            vitrify::result<rt::model> r = vitrify::fail(vitrify::errc::ok, "");
+            {
+              nb::gil_scoped_release nogil;
+              r = rt::model::load(path, opt);
+            }
+            return NativeModel{unwrap(std::move(r))};
+          },
+          "path"_a, "verify"_a = true)
+      .def_prop_ro("type_name", [](const NativeModel& s) { return std::string(s.m.type_name()); })
+      .def_prop_ro("n_features", [](const NativeModel& s) { return s.m.n_features(); })
+      .def_prop_ro("feature_names", [](const NativeModel& s) { return s.m.feature_names(); })
+      .def_prop_ro("classes", [](const NativeModel& s) { return s.m.classes(); })
+      .def_prop_ro("needs_table", [](const NativeModel& s) { return s.m.needs_table(); })
+      .def("supports", [](const NativeModel& s, std::string_view meth) { return s.m.supports(method_arg(meth)); })
+      .def("output_width", [](const NativeModel& s, std::string_view meth) { return s.m.output_width(method_arg(meth)); })
+      .def("run", &NativeModel::run, "method"_a, "x"_a)
+      .def("run_table", &NativeModel::run_table, "method"_a, "rows"_a, "columns"_a)
+      .def("run_row", [](const NativeModel& s, std::string_view meth, nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cpu> row) {
+        rt::method mm = method_arg(meth);
+        std::vector<double> out(s.m.output_width(mm));
+        unwrap(s.m.run_row(mm, std::span<const double>(row.data(), row.shape(0)), out));
+        return out;
+      }, "method"_a, "row"_a);
+
   nb::class_<Writer>(m, "Writer", "Streams arrays into a new vitrify file (atomic: temp file + rename).")
       .def_static(
           "create",

@@ -93,7 +93,9 @@ __all__ += ["dump", "dumps", "load", "loads", "get_untrusted_types", "default_tr
 
 # Signatures (issue 5): Ed25519 signature blocks; load(..., require_signature=PUBKEY).
 from . import signing  # noqa: E402
-from .errors import SignatureError  # noqa: E402
+from .errors import SignatureError, UnsupportedModelError  # noqa: E402
+from . import native  # noqa: E402
 from .signing import keygen, sign, signature_info, verify_signature  # noqa: E402
 
-__all__ += ["signing", "keygen", "sign", "verify_signature", "signature_info", "SignatureError"]
+__all__ += ["signing", "keygen", "sign", "verify_signature", "signature_info", "SignatureError",
+            "UnsupportedModelError", "native"]

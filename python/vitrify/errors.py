@@ -21,6 +21,7 @@ __all__ = [
     "ArgumentError",
     "ArrayNotFoundError",
     "SignatureError",
+    "UnsupportedModelError",
     "CODE_NAMES",
     "CODES",
     "error_class_for_code",
@@ -54,6 +55,10 @@ CODE_NAMES: dict[int, str] = {
     23: "signature_missing",
     24: "signature_invalid",
     25: "key_error",
+    26: "unsupported_model",
+    27: "bad_state",
+    28: "bad_pickle",
+    29: "unknown_format",
 }
 #: Names -> code numbers.
 CODES: dict[str, int] = {name: code for code, name in CODE_NAMES.items()}
@@ -158,6 +163,13 @@ class SignatureError(VitrifyError):
     default_code_name = "signature_invalid"
 
 
+class UnsupportedModelError(VitrifyError):
+    """The C++ runtime does not implement an estimator (or one of its options) that the model
+    uses (``unsupported_model``); the message names it."""
+
+    default_code_name = "unsupported_model"
+
+
 _CLASS_BY_NAME: dict[str, type[VitrifyError]] = {
     "io_error": VitrifyIOError,
     "truncated": FormatError,
@@ -184,6 +196,10 @@ _CLASS_BY_NAME: dict[str, type[VitrifyError]] = {
     "signature_missing": SignatureError,
     "signature_invalid": SignatureError,
     "key_error": SignatureError,
+    "unsupported_model": UnsupportedModelError,
+    "bad_state": FormatError,
+    "bad_pickle": FormatError,
+    "unknown_format": FormatError,
 }
 
 

@@ -32,6 +32,10 @@ std::string_view errc_name(errc code) noexcept {
     case errc::signature_missing: return "signature_missing";
     case errc::signature_invalid: return "signature_invalid";
     case errc::key_error: return "key_error";
+    case errc::unsupported_model: return "unsupported_model";
+    case errc::bad_state: return "bad_state";
+    case errc::bad_pickle: return "bad_pickle";
+    case errc::unknown_format: return "unknown_format";
   }
   return "unknown_error";
 }

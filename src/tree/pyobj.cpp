@@ -1,0 +1,735 @@
+// The object graph stored by vitrify.dump (docs/PYTHON.md, "What is stored"), decoded into
+// inert pyobj nodes. Mirrors python/vitrify/model.py's _Decoder, minus anything that imports.
+#include "vitrify/pyobj.hpp"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <unordered_map>
+
+#include "vitrify/reader.hpp"
+#include "vitrify/value.hpp"
+
+namespace vitrify::pyobj {
+
+namespace {
+
+error bad(std::string msg) { return fail(errc::bad_value, "object tree: " + std::move(msg)); }
+
+// ---- base64 (RFC 4648, padded, as Python's b64encode writes it) ----
+int b64_digit(unsigned char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+result<std::vector<std::byte>> b64_decode(std::string_view s) {
+  if (s.size() % 4 != 0) return bad("base64 text length is not a multiple of 4");
+  std::vector<std::byte> out;
+  out.reserve(s.size() / 4 * 3);
+  for (std::size_t i = 0; i < s.size(); i += 4) {
+    int d[4];
+    int pad = 0;
+    for (int j = 0; j < 4; ++j) {
+      unsigned char c = static_cast<unsigned char>(s[i + j]);
+      if (c == '=' && i + 4 == s.size() && j >= 2) {
+        d[j] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad) return bad("invalid base64 padding");
+      d[j] = b64_digit(c);
+      if (d[j] < 0) return bad("invalid base64 character");
+    }
+    std::uint32_t v = (std::uint32_t(d[0]) << 18) | (std::uint32_t(d[1]) << 12) | (std::uint32_t(d[2]) << 6) | std::uint32_t(d[3]);
+    out.push_back(std::byte((v >> 16) & 0xff));
+    if (pad < 2) out.push_back(std::byte((v >> 8) & 0xff));
+    if (pad < 1) out.push_back(std::byte(v & 0xff));
+  }
+  return out;
+}
+
+// ---- numpy dtype strings ----
+struct dtype_desc {
+  std::string str;            // canonical little-endian string ("<f8", "|b1", "V16")
+  std::uint64_t itemsize = 0;
+  char kind = 0;
+  bool big_endian = false;    // the description said '>'
+  std::vector<field> fields;  // structured
+};
+
+// Accepts what model.py's _DTYPE_STR_RE accepts for the kinds the runtime meets.
+result<dtype_desc> parse_dtype_str(std::string_view s) {
+  dtype_desc d;
+  if (s == "O" || s == "|O") {
+    d.str = "O";
+    d.kind = 'O';
+    d.itemsize = 0;
+    return d;
+  }
+  std::size_t i = 0;
+  char order = '=';
+  if (!s.empty() && (s[0] == '<' || s[0] == '>' || s[0] == '|' || s[0] == '=')) order = s[i++];
+  if (i >= s.size()) return bad("invalid dtype '" + std::string(s) + "'");
+  char kind = s[i++];
+  std::string_view rest = s.substr(i);
+  std::string unit;
+  auto br = rest.find('[');
+  if (br != std::string_view::npos) {
+    if (rest.back() != ']') return bad("invalid dtype '" + std::string(s) + "'");
+    unit = std::string(rest.substr(br));
+    rest = rest.substr(0, br);
+  }
+  if (rest.empty() || rest.size() > 9 || !std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return bad("invalid dtype '" + std::string(s) + "'");
+  std::uint64_t n = std::stoull(std::string(rest));
+  switch (kind) {
+    case 'b': case 'i': case 'u': case 'f': case 'c': case 'M': case 'm': case 'V': case 'S': break;
+    case 'U': n *= 4; break;
+    default: return bad("unsupported dtype '" + std::string(s) + "'");
+  }
+  if (kind == '?' ) kind = 'b';
+  if ((kind == 'i' || kind == 'u') && n != 1 && n != 2 && n != 4 && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
+  if (kind == 'f' && n != 2 && n != 4 && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
+  if (kind == 'c' && n != 8 && n != 16) return bad("invalid dtype '" + std::string(s) + "'");
+  if (kind == 'b' && n != 1) return bad("invalid dtype '" + std::string(s) + "'");
+  if ((kind == 'M' || kind == 'm') && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
+  d.kind = kind;
+  d.itemsize = n;
+  d.big_endian = order == '>' && n > 1;
+  if (n == 1 || kind == 'V' || kind == 'S') d.str = "|" + std::string(1, kind) + std::to_string(kind == 'U' ? n / 4 : n);
+  else d.str = "<" + std::string(1, kind) + std::to_string(kind == 'U' ? n / 4 : n) + unit;
+  if (kind == 'b') d.str = "|b1";
+  return d;
+}
+
+const value* dget(const value& v, std::string_view k) { return v.is(value::kind::dict) ? v.get(k) : nullptr; }
+
+bool as_i64(const value* v, std::int64_t& out) {
+  if (!v || !v->is(value::kind::integer)) return false;
+  out = v->as_int();
+  return true;
+}
+
+void byteswap_inplace(std::byte* p, std::uint64_t count, std::uint64_t width) {
+  for (std::uint64_t i = 0; i < count; ++i) std::reverse(p + i * width, p + (i + 1) * width);
+}
+
+class decoder {
+ public:
+  decoder(graph& g, const file& f, const decode_limits& lim, std::shared_ptr<const void> keep, bool v1, std::string packed)
+      : g_(g), f_(f), lim_(lim), keep_(std::move(keep)), v1_(v1), packed_(std::move(packed)) {}
+
+  result<void> set_tables(const value* keys, const value* dtypes) {
+    if (keys) {
+      if (!keys->is(value::kind::list)) return bad("keys must be a list");
+      keys_ = keys;
+    }
+    if (dtypes) {
+      if (!dtypes->is(value::kind::list)) return bad("dtypes must be a list");
+      dtypes_ = dtypes;
+    }
+    return {};
+  }
+
+  result<node_ptr> dec(const value& v, std::uint32_t depth) {
+    if (depth > lim_.max_depth) return fail(errc::limit_exceeded, "object tree nested deeper than " + std::to_string(lim_.max_depth));
+    if (++nodes_ > lim_.max_nodes) return fail(errc::limit_exceeded, "object tree has more than " + std::to_string(lim_.max_nodes) + " nodes");
+    if (v.is(value::kind::ref)) {
+      auto it = shared_.find(v.as_int());
+      if (it == shared_.end()) return bad("$ref " + std::to_string(v.as_int()) + " before its $shared value");
+      return it->second;
+    }
+    node_ptr n = g_.make();
+    VITRIFY_TRY(fill(*n, v, depth, n));
+    return n;
+  }
+
+ private:
+  // Fill `out` from `v`. `self` is `out`'s owning pointer (registered first for $shared).
+  result<void> fill(node& out, const value& v, std::uint32_t depth, const node_ptr& self) {
+    using K = value::kind;
+    switch (v.type()) {
+      case K::null: out.k = node::kind::none; return {};
+      case K::boolean: out.k = node::kind::boolean; out.b = v.as_bool(); return {};
+      case K::integer: out.k = node::kind::integer; out.i = v.as_int(); return {};
+      case K::big_integer: out.k = node::kind::big_integer; out.text = v.as_string(); return {};
+      case K::floating: out.k = node::kind::floating; out.d = v.as_double(); return {};
+      case K::string: out.k = node::kind::string; out.text = v.as_string(); return {};
+      case K::bytes: out.k = node::kind::bytes; out.text = v.as_string(); return {};
+      case K::list:
+      case K::tuple: {
+        out.k = v.is(K::list) ? node::kind::list : node::kind::tuple;
+        out.items.reserve(v.items().size());
+        for (const auto& x : v.items()) {
+          auto c = dec(x, depth + 1);
+          if (!c) return std::move(c).err();
+          out.items.push_back(std::move(c).value());
+        }
+        return {};
+      }
+      case K::dict: {
+        out.k = node::kind::dict;
+        out.entries.reserve(v.dict_size());
+        for (std::size_t i = 0; i < v.dict_size(); ++i) {
+          auto key = dec(v.dict_key(i), depth + 1);
+          if (!key) return std::move(key).err();
+          auto val = dec(v.dict_value(i), depth + 1);
+          if (!val) return std::move(val).err();
+          out.entries.emplace_back(std::move(key).value(), std::move(val).value());
+        }
+        return {};
+      }
+      case K::array_ref: {
+        VITRIFY_TRY(array_node(out, v.as_string()));
+        return {};
+      }
+      case K::shared: {
+        if (shared_.count(v.as_int())) return bad("duplicate $shared id " + std::to_string(v.as_int()));
+        shared_[v.as_int()] = self;
+        return fill(out, v.inner(), depth + 1, self);
+      }
+      case K::ref: return bad("unexpected $ref");
+      case K::object: return object_node(out, v.as_string(), v.inner(), depth + 1);
+    }
+    return bad("unknown value kind");
+  }
+
+  result<std::pair<std::size_t, const array_info*>> find_array(const value& ref) {
+    if (!ref.is(value::kind::array_ref)) return bad("expected an array reference");
+    const std::string& name = ref.as_string();
+    if (name == packed_) return bad("the object tree refers to its own packed array");
+    auto i = f_.find(name);
+    if (!i) return bad("array '" + name + "' is not in the file");
+    return std::pair<std::size_t, const array_info*>{*i, &f_.arrays()[*i]};
+  }
+
+  // Bytes of array i: a view of the mapping when raw, else a decoded private buffer.
+  result<std::pair<std::span<const std::byte>, std::shared_ptr<const void>>> array_bytes(std::size_t i) {
+    const array_info& info = f_.arrays()[i];
+    if (info.codec == codec::raw) {
+      auto v = f_.view(i, false);
+      if (!v) return std::move(v).err();
+      return std::pair{*v, keep_};
+    }
+    auto buf = std::make_shared<std::vector<std::byte>>(info.decoded_length);
+    VITRIFY_TRY(f_.read_into(i, *buf, true));
+    std::span<const std::byte> s(buf->data(), buf->size());
+    return std::pair{s, std::shared_ptr<const void>(buf)};
+  }
+
+  result<void> array_node(node& out, const std::string& name) {
+    auto fa = find_array(value::array_ref(name));
+    if (!fa) return std::move(fa).err();
+    auto [i, info] = *fa;
+    out.k = node::kind::array;
+    out.arr = std::make_shared<ndarray>();
+    ndarray& a = *out.arr;
+    for (auto s : info->shape) a.shape.push_back(static_cast<std::int64_t>(s));
+    if (info->type == dtype::string) {
+      auto strs = f_.read_strings(i, true);
+      if (!strs) return std::move(strs).err();
+      a.strings = std::move(strs).value();
+      a.dtype = "O";
+      a.strings_are_objects = true;
+      const value* hint = dget(info->attrs, "numpy_dtype");
+      if (hint && hint->is(value::kind::string) && hint->as_string() != "object") {
+        a.strings_are_objects = false;
+        a.dtype = hint->as_string();
+      }
+      return {};
+    }
+    VITRIFY_TRY(numeric_from_table(a, i, *info));
+    return {};
+  }
+
+  result<void> numeric_from_table(ndarray& a, std::size_t i, const array_info& info) {
+    static const std::unordered_map<dtype, std::string> names = {
+        {dtype::bool_, "|b1"}, {dtype::int8, "|i1"}, {dtype::int16, "<i2"}, {dtype::int32, "<i4"},
+        {dtype::int64, "<i8"}, {dtype::uint8, "|u1"}, {dtype::uint16, "<u2"}, {dtype::uint32, "<u4"},
+        {dtype::uint64, "<u8"}, {dtype::float16, "<f2"}, {dtype::bfloat16, "bfloat16"}, {dtype::float32, "<f4"},
+        {dtype::float64, "<f8"}, {dtype::complex64, "<c8"}, {dtype::complex128, "<c16"}};
+    auto it = names.find(info.type);
+    if (it == names.end()) return bad("array '" + info.name + "' has no numpy equivalent");
+    a.dtype = it->second;
+    a.itemsize = dtype_size(info.type);
+    auto b = array_bytes(i);
+    if (!b) return std::move(b).err();
+    a.data = b->first;
+    a.owner = b->second;
+    if (info.type == dtype::bool_) {
+      for (std::byte x : a.data)
+        if (static_cast<unsigned>(x) > 1) return bad("bool array '" + info.name + "' holds a byte other than 0 or 1");
+    }
+    return {};
+  }
+
+  result<dtype_desc> dtype_of(const value& t, int depth = 0) {
+    if (depth > 8) return bad("dtype description nested too deeply");
+    if (t.is(value::kind::string)) return parse_dtype_str(t.as_string());
+    if (t.is(value::kind::integer)) {
+      if (!dtypes_ || t.as_int() < 0 || static_cast<std::uint64_t>(t.as_int()) >= dtypes_->items().size())
+        return bad("invalid dtype index " + std::to_string(t.as_int()));
+      return dtype_of(dtypes_->items()[static_cast<std::size_t>(t.as_int())], depth + 1);
+    }
+    const value* flds = dget(t, "fields");
+    if (flds && flds->is(value::kind::list)) {
+      dtype_desc d;
+      std::int64_t itemsize = 0;
+      if (!as_i64(dget(t, "itemsize"), itemsize) || itemsize <= 0 || itemsize > (1 << 20)) return bad("invalid structured dtype itemsize");
+      d.itemsize = static_cast<std::uint64_t>(itemsize);
+      d.kind = 'V';
+      d.str = "V" + std::to_string(itemsize);
+      for (const auto& item : flds->items()) {
+        if (!item.is(value::kind::list) || item.items().size() != 3 || !item.items()[0].is(value::kind::string) ||
+            !item.items()[2].is(value::kind::integer))
+          return bad("invalid structured dtype field");
+        auto sub = dtype_of(item.items()[1], depth + 1);
+        if (!sub) return std::move(sub).err();
+        if (sub->kind == 'O' || sub->kind == 'U' || sub->kind == 'S' || sub->kind == 'V')
+          return bad("structured dtypes may only have plain numeric fields");
+        std::int64_t off = item.items()[2].as_int();
+        if (off < 0 || static_cast<std::uint64_t>(off) + sub->itemsize > d.itemsize) return bad("structured dtype field outside its record");
+        if (sub->big_endian) return bad("big-endian structured fields are not supported");
+        d.fields.push_back(field{item.items()[0].as_string(), sub->str, static_cast<std::uint64_t>(off)});
+      }
+      return d;
+    }
+    if (dget(t, "base")) return unsupported_dtype();
+    return bad("invalid dtype description");
+  }
+  static error unsupported_dtype() { return fail(errc::bad_value, "object tree: sub-array dtypes are not supported"); }
+
+  result<std::vector<std::int64_t>> shape_of(const value* s) {
+    if (!s || !s->is(value::kind::list)) return bad("array shape must be a list");
+    std::vector<std::int64_t> shape;
+    unsigned __int128 n = 1;
+    for (const auto& x : s->items()) {
+      if (!x.is(value::kind::integer) || x.as_int() < 0) return bad("invalid array shape");
+      shape.push_back(x.as_int());
+      if (x.as_int() != 0) n *= static_cast<std::uint64_t>(x.as_int());
+      if (n > (static_cast<unsigned __int128>(1) << 62)) return bad("array shape too large");
+    }
+    if (shape.size() > 64) return bad("array rank above 64");
+    return shape;
+  }
+
+  static std::uint64_t product(const std::vector<std::int64_t>& s) {
+    std::uint64_t n = 1;
+    for (auto x : s) n *= static_cast<std::uint64_t>(x);
+    return n;
+  }
+
+  result<void> ndarray_node(node& out, const value& st, std::uint32_t depth) {
+    if (!st.is(value::kind::dict)) return bad("invalid numpy.ndarray state");
+    auto key = [&](const char* v2, const char* v1) { return dget(st, v1_ ? v1 : v2); };
+    out.k = node::kind::array;
+    out.arr = std::make_shared<ndarray>();
+    ndarray& a = *out.arr;
+    const value* order = key("o", "order");
+    bool fortran = order && order->is(value::kind::string) && order->as_string() == "F";
+    const value* t = key("t", "dtype");
+    if (const value* b = dget(st, "b"); b && !v1_) {
+      if (!b->is(value::kind::string) || !t) return bad("invalid inline array");
+      auto dt = dtype_of(*t);
+      if (!dt) return std::move(dt).err();
+      if (dt->kind == 'O' || dt->kind == 'U' || dt->kind == 'S') return bad("inline arrays cannot have dtype " + dt->str);
+      auto shape = shape_of(dget(st, "s"));
+      if (!shape) return std::move(shape).err();
+      auto raw = b64_decode(b->as_string());
+      if (!raw) return std::move(raw).err();
+      if (raw->size() != product(*shape) * dt->itemsize) return bad("inline array size does not match dtype and shape");
+      if (dt->kind == 'b')
+        for (std::byte x : *raw)
+          if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
+      auto buf = std::make_shared<std::vector<std::byte>>(std::move(raw).value());
+      if (dt->big_endian) byteswap_inplace(buf->data(), product(*shape), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
+      a.dtype = dt->str;
+      a.itemsize = dt->itemsize;
+      a.fields = dt->fields;
+      a.shape = std::move(shape).value();
+      a.data = std::span<const std::byte>(buf->data(), buf->size());
+      a.owner = buf;
+      if (fortran) {
+        std::reverse(a.shape.begin(), a.shape.end());
+        a.fortran = true;
+      }
+      return {};
+    }
+    if (const value* d = key("d", "data")) {
+      auto fa = find_array(*d);
+      if (!fa) return std::move(fa).err();
+      auto [i, info] = *fa;
+      if (info->type == dtype::string) return bad("numeric array state refers to a string array");
+      for (auto s : info->shape) a.shape.push_back(static_cast<std::int64_t>(s));
+      VITRIFY_TRY(numeric_from_table(a, i, *info));
+      if (t) {
+        auto dt = dtype_of(*t);
+        if (!dt) return std::move(dt).err();
+        if (dt->itemsize != a.itemsize || dt->kind == 'O' || dt->kind == 'V') return bad("array dtype does not match its data");
+        // Stored bytes are the big-endian originals: convert to little-endian.
+        if (dt->big_endian) {
+          auto buf = std::make_shared<std::vector<std::byte>>(a.data.begin(), a.data.end());
+          byteswap_inplace(buf->data(), a.count(), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
+          a.data = std::span<const std::byte>(buf->data(), buf->size());
+          a.owner = buf;
+        }
+      }
+      if (fortran) {
+        std::reverse(a.shape.begin(), a.shape.end());
+        a.fortran = true;
+      }
+      return {};
+    }
+    if (const value* u = key("u", "strings")) {
+      auto fa = find_array(*u);
+      if (!fa) return std::move(fa).err();
+      if (fa->second->type != dtype::string) return bad("string array state refers to a numeric array");
+      VITRIFY_TRY(array_node(out, fa->second->name));
+      return {};
+    }
+    if (const value* items = key("i", "items")) {
+      auto shape = shape_of(key("s", "shape"));
+      if (!shape) return std::move(shape).err();
+      if (!items->is(value::kind::list) || items->items().size() != product(*shape))
+        return bad("object array item count does not match its shape");
+      a.dtype = "O";
+      a.shape = std::move(shape).value();
+      bool all_str = !items->items().empty();
+      for (const auto& x : items->items()) {
+        auto c = dec(x, depth + 1);
+        if (!c) return std::move(c).err();
+        if (!(*c)->is(node::kind::string)) all_str = false;
+        a.items.push_back(std::move(c).value());
+      }
+      if (all_str) {
+        for (auto& x : a.items) a.strings.push_back(x->text);
+        a.items.clear();
+        a.strings_are_objects = true;
+      }
+      return {};
+    }
+    const value* r = key("r", "raw");
+    const value* y = key("y", "bytes");
+    if (r || y) {
+      if (!t) return bad("raw array without dtype");
+      auto dt = dtype_of(*t);
+      if (!dt) return std::move(dt).err();
+      if (dt->kind == 'O') return bad("object dtypes cannot come from raw bytes");
+      auto fa = find_array(r ? *r : *y);
+      if (!fa) return std::move(fa).err();
+      auto [i, info] = *fa;
+      if (info->type != dtype::uint8 || info->shape.size() != 1) return bad("raw array data must be a 1-d uint8 array");
+      auto shape = shape_of(key("s", "shape"));
+      if (!shape) return std::move(shape).err();
+      if (info->count != product(*shape) * dt->itemsize) return bad("raw array size does not match dtype and shape");
+      auto bytes = array_bytes(i);
+      if (!bytes) return std::move(bytes).err();
+      a.shape = std::move(shape).value();
+      if (dt->kind == 'S' || dt->kind == 'U') {
+        // Fixed-width byte strings (numpy strips trailing NULs on access).
+        if (dt->kind == 'U') return bad("unicode arrays are stored as string arrays");
+        a.dtype = dt->str;
+        for (std::uint64_t k = 0; k < product(a.shape); ++k) {
+          const char* p = reinterpret_cast<const char*>(bytes->first.data()) + k * dt->itemsize;
+          std::size_t len = dt->itemsize;
+          while (len && p[len - 1] == '\0') --len;
+          a.strings.emplace_back(p, len);
+        }
+        return {};
+      }
+      a.dtype = dt->str;
+      a.itemsize = dt->itemsize;
+      a.fields = dt->fields;
+      a.data = bytes->first;
+      a.owner = bytes->second;
+      if (dt->big_endian) {
+        auto buf = std::make_shared<std::vector<std::byte>>(a.data.begin(), a.data.end());
+        byteswap_inplace(buf->data(), a.count(), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
+        a.data = std::span<const std::byte>(buf->data(), buf->size());
+        a.owner = buf;
+      }
+      if (fortran) {
+        if (!v1_) std::reverse(a.shape.begin(), a.shape.end());
+        a.fortran = true;
+      }
+      return {};
+    }
+    return bad("invalid numpy.ndarray state");
+  }
+
+  result<void> object_node(node& out, const std::string& type, const value& st, std::uint32_t depth) {
+    if (type == "numpy.ndarray") return ndarray_node(out, st, depth);
+    if (type == "vitrify.global") {
+      if (!st.is(value::kind::string)) return bad("vitrify.global state must be a name");
+      out.k = node::kind::global;
+      out.text = st.as_string();
+      return {};
+    }
+    if (type == "numpy.generic") {
+      const value* t = dget(st, v1_ ? "dtype" : "t");
+      const value* b = dget(st, v1_ ? "bytes" : "b");
+      if (!t || !b || !b->is(value::kind::string)) return bad("invalid numpy scalar");
+      auto dt = dtype_of(*t);
+      if (!dt) return std::move(dt).err();
+      if (dt->kind == 'O') return bad("object scalars are not allowed");
+      auto raw = b64_decode(b->as_string());
+      if (!raw) return std::move(raw).err();
+      if (raw->size() != dt->itemsize) return bad("numpy scalar has the wrong number of bytes");
+      if (dt->big_endian) byteswap_inplace(raw->data(), 1, dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
+      auto buf = std::make_shared<std::vector<std::byte>>(std::move(raw).value());
+      out.k = node::kind::scalar;
+      out.arr = std::make_shared<ndarray>();
+      out.arr->dtype = dt->str;
+      out.arr->itemsize = dt->itemsize;
+      out.arr->fields = dt->fields;
+      out.arr->data = std::span<const std::byte>(buf->data(), buf->size());
+      out.arr->owner = buf;
+      return {};
+    }
+    if (type == "numpy.dtype") {
+      auto dt = dtype_of(st);
+      out.k = node::kind::dtype;
+      if (dt) {
+        out.text = dt->str;
+        out.arr = std::make_shared<ndarray>();
+        out.arr->dtype = dt->str;
+        out.arr->itemsize = dt->itemsize;
+        out.arr->fields = dt->fields;
+      } else {
+        out.text = "?";
+      }
+      return {};
+    }
+    if (type == "builtins.set" || type == "builtins.frozenset") {
+      if (!st.is(value::kind::list)) return bad(type + " state must be a list");
+      out.k = type == "builtins.set" ? node::kind::set : node::kind::frozenset;
+      for (const auto& x : st.items()) {
+        auto c = dec(x, depth + 1);
+        if (!c) return std::move(c).err();
+        out.items.push_back(std::move(c).value());
+      }
+      return {};
+    }
+    if (type == "builtins.complex") {
+      if (!st.is(value::kind::list) || st.items().size() != 2) return bad("invalid complex");
+      auto num = [](const value& v) { return v.is(value::kind::integer) ? static_cast<double>(v.as_int()) : v.as_double(); };
+      out.k = node::kind::complex;
+      out.d = num(st.items()[0]);
+      out.imag = num(st.items()[1]);
+      return {};
+    }
+    // Everything else (numpy.random.*, slices, ranges, user-visible classes): an object node
+    // holding the reduce pieces (or, for the special builtins, their state as args).
+    out.k = node::kind::object;
+    out.obj = std::make_shared<object>();
+    object& o = *out.obj;
+    o.type = type;
+    static const std::set<std::string, std::less<>> special = {
+        "numpy.random.RandomState", "numpy.random.Generator", "numpy.ma.MaskedArray",
+        "builtins.slice", "builtins.range", "builtins.bytearray"};
+    if (special.count(type)) {
+      auto s = dec(st, depth + 1);
+      if (!s) return std::move(s).err();
+      o.state = std::move(s).value();
+      return {};
+    }
+    if (!st.is(value::kind::dict)) return bad("object state of " + type + " must be a dict");
+    auto k = [&](const char* v2, const char* v1) { return dget(st, v1_ ? v1 : v2); };
+    if (const value* n = k("n", "new")) o.newobj = n->is(value::kind::boolean) && n->as_bool();
+    if (const value* a = k("a", "args")) {
+      if (!a->is(value::kind::list)) return bad("args of " + type + " must be a list");
+      for (const auto& x : a->items()) {
+        auto c = dec(x, depth + 1);
+        if (!c) return std::move(c).err();
+        o.args.push_back(std::move(c).value());
+      }
+    }
+    if (const value* kw = k("kw", "kwargs")) {
+      auto c = dec(*kw, depth + 1);
+      if (!c) return std::move(c).err();
+      o.kwargs = std::move(c).value();
+    }
+    if (const value* s = k("s", "state")) {
+      const value* ks = v1_ ? nullptr : dget(st, "k");
+      if (ks) {
+        if (!ks->is(value::kind::integer) || !keys_ || ks->as_int() < 0 ||
+            static_cast<std::uint64_t>(ks->as_int()) >= keys_->items().size())
+          return bad("invalid keyset index in " + type);
+        const value& names = keys_->items()[static_cast<std::size_t>(ks->as_int())];
+        if (!names.is(value::kind::list) || !s->is(value::kind::list) || names.items().size() != s->items().size())
+          return bad("state of " + type + " does not match its keys");
+        node_ptr d = g_.make();
+        d->k = node::kind::dict;
+        for (std::size_t j = 0; j < names.items().size(); ++j) {
+          if (!names.items()[j].is(value::kind::string)) return bad("invalid keyset");
+          node_ptr key = g_.make();
+          key->k = node::kind::string;
+          key->text = names.items()[j].as_string();
+          auto val = dec(s->items()[j], depth + 1);
+          if (!val) return std::move(val).err();
+          d->entries.emplace_back(std::move(key), std::move(val).value());
+        }
+        o.state = d;
+      } else {
+        auto c = dec(*s, depth + 1);
+        if (!c) return std::move(c).err();
+        o.state = std::move(c).value();
+      }
+    }
+    if (const value* li = k("li", "listitems")) {
+      if (!li->is(value::kind::list)) return bad("listitems must be a list");
+      for (const auto& x : li->items()) {
+        auto c = dec(x, depth + 1);
+        if (!c) return std::move(c).err();
+        o.listitems.push_back(std::move(c).value());
+      }
+    }
+    if (const value* di = k("di", "dictitems")) {
+      if (!di->is(value::kind::list)) return bad("dictitems must be a list");
+      for (const auto& x : di->items()) {
+        if (!x.is(value::kind::list) || x.items().size() != 2) return bad("dictitems entries must be pairs");
+        auto kk = dec(x.items()[0], depth + 1);
+        if (!kk) return std::move(kk).err();
+        auto vv = dec(x.items()[1], depth + 1);
+        if (!vv) return std::move(vv).err();
+        o.dictitems.emplace_back(std::move(kk).value(), std::move(vv).value());
+      }
+    }
+    return {};
+  }
+
+  graph& g_;
+  const file& f_;
+  decode_limits lim_;
+  std::shared_ptr<const void> keep_;
+  bool v1_;
+  std::string packed_;
+  const value* keys_ = nullptr;
+  const value* dtypes_ = nullptr;
+  std::uint64_t nodes_ = 0;
+  std::unordered_map<std::int64_t, node_ptr> shared_;
+};
+
+}  // namespace
+
+std::uint64_t ndarray::count() const noexcept {
+  std::uint64_t n = 1;
+  for (auto s : shape) n *= static_cast<std::uint64_t>(s);
+  return n;
+}
+
+char ndarray::kind() const noexcept {
+  if (dtype == "O") return 'O';
+  if (dtype == "bfloat16") return 'f';
+  if (dtype.size() >= 2) return (dtype[0] == '<' || dtype[0] == '>' || dtype[0] == '|' || dtype[0] == '=') ? dtype[1] : dtype[0];
+  return '?';
+}
+
+const node* node::get(std::string_view key) const noexcept {
+  if (k != kind::dict) return nullptr;
+  for (const auto& [kk, vv] : entries)
+    if (kk && kk->k == kind::string && kk->text == key) return vv;
+  return nullptr;
+}
+
+const node* node::attr(std::string_view key) const noexcept {
+  if (k != kind::object || !obj || !obj->state) return nullptr;
+  const node* st = obj->state;
+  // (dict, slotstate) tuples: look in the dict part
+  if (st->k == kind::tuple && st->items.size() == 2 && st->items[0]) st = st->items[0];
+  return st->get(key);
+}
+
+std::string_view node::type_name() const noexcept {
+  if (k == kind::object && obj) return obj->type;
+  if (k == kind::global) return text;
+  return {};
+}
+
+result<std::shared_ptr<graph>> decode_objects(const file& f, const decode_limits& lim) {
+  const value& c = f.content();
+  const value* kind = dget(c, "kind");
+  if (!kind || !kind->is(value::kind::string) || kind->as_string() != "vitrify.python-object")
+    return fail(errc::bad_value, "the file's content is not a vitrify Python object (saved with vitrify.dump)");
+  std::int64_t version = 0;
+  if (!as_i64(dget(c, "version"), version) || (version != 1 && version != 2))
+    return fail(errc::unsupported_version, "object encoding version " + std::to_string(version) + " is not supported (this vitrify reads 1, 2)");
+  // The file must stay mapped while the graph's array views live: share its storage through
+  // a copy of the file object (copies share the mapping).
+  auto keep = std::make_shared<const file>(f);
+  auto g = std::make_shared<graph>();
+  g->keep(keep);
+  auto finish = [&](result<node_ptr> r) -> result<std::shared_ptr<graph>> {
+    if (!r) return std::move(r).err();
+    g->root = *r;
+    return g;
+  };
+  if (version == 1) {
+    const value* root = dget(c, "root");
+    if (!root) return bad("no root");
+    decoder d(*g, *keep, lim, keep, true, "");
+    return finish(d.dec(*root, 0));
+  }
+  const value* packed = dget(c, "packed");
+  if (!packed || !packed->is(value::kind::array_ref)) {
+    const value* root = dget(c, "root");
+    if (!root) return bad("no root");
+    decoder d(*g, *keep, lim, keep, false, "");
+    VITRIFY_TRY(d.set_tables(dget(c, "keys"), dget(c, "dtypes")));
+    return finish(d.dec(*root, 0));
+  }
+  const std::string& name = packed->as_string();
+  auto idx = f.find(name);
+  if (!idx) return bad("the packed object tree '" + name + "' is not in the file");
+  const array_info& info = f.arrays()[*idx];
+  if (info.type != dtype::uint8 || info.shape.size() != 1) return bad("the packed object tree must be a 1-D uint8 array");
+  std::string text(info.decoded_length, '\0');
+  VITRIFY_TRY(f.read_into(*idx, std::as_writable_bytes(std::span<char>(text.data(), text.size())), true));
+  auto body = parse_value(text, value_limits{lim.max_depth * 4 + 16, lim.max_nodes});
+  if (!body) return std::move(body).err();
+  const value* root = dget(*body, "root");
+  if (!root) return bad("the packed object tree has no root");
+  decoder d(*g, *keep, lim, keep, false, name);
+  VITRIFY_TRY(d.set_tables(dget(*body, "keys"), dget(*body, "dtypes")));
+  return finish(d.dec(*root, 0));
+}
+
+namespace {
+void collect(const node* n, std::set<std::string>& out, std::set<const node*>& seen) {
+  if (!n || !seen.insert(n).second) return;
+  if (n->k == node::kind::global) out.insert(n->text);
+  if (n->k == node::kind::object && n->obj) {
+    out.insert(n->obj->type);
+    for (auto& a : n->obj->args) collect(a, out, seen);
+    collect(n->obj->kwargs, out, seen);
+    collect(n->obj->state, out, seen);
+    for (auto& a : n->obj->listitems) collect(a, out, seen);
+    for (auto& [k, v] : n->obj->dictitems) {
+      collect(k, out, seen);
+      collect(v, out, seen);
+    }
+  }
+  for (auto& x : n->items) collect(x, out, seen);
+  for (auto& [k, v] : n->entries) {
+    collect(k, out, seen);
+    collect(v, out, seen);
+  }
+  if (n->arr)
+    for (auto& x : n->arr->items) collect(x, out, seen);
+}
+}  // namespace
+
+std::vector<std::string> referenced_names(const node& root) {
+  std::set<std::string> out;
+  std::set<const node*> seen;
+  collect(&root, out, seen);
+  return {out.begin(), out.end()};
+}
+
+}  // namespace vitrify::pyobj
