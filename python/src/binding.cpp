@@ -30,34 +30,19 @@
 #include "vitrify/runtime.hpp"
 #include "vitrify/sign.hpp"
 #include "vitrify/vitrify.hpp"
+#include "common.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
+using vitrify_py::py_error;
+using vitrify_py::raise;
+using vitrify_py::unwrap;
 
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
-
-struct py_error : std::exception {
-  vitrify::error err;
-  std::string text;
-  explicit py_error(vitrify::error e) : err(std::move(e)), text(err.what()) {}
-  const char* what() const noexcept override { return text.c_str(); }
-};
-
-[[noreturn]] void raise(vitrify::error e) { throw py_error(std::move(e)); }
-[[noreturn]] void raise(vitrify::errc code, std::string msg) { raise(vitrify::error{code, std::move(msg)}); }
-
-template <class T>
-T unwrap(vitrify::result<T>&& r) {
-  if (!r.ok()) raise(std::move(r).err());
-  return std::move(r).value();
-}
-inline void unwrap(vitrify::result<void>&& r) {
-  if (!r.ok()) raise(std::move(r).err());
-}
 
 void translate(const std::exception_ptr& p, void*) {
   try {
@@ -372,6 +357,9 @@ struct NativeModel {
 
 NB_MODULE(_core, m) {
   m.doc() = "vitrify C++ core (nanobind)";
+  vitrify_py::bind_legacy(m);
+  vitrify_py::bind_tensors(m);
+  vitrify_py::bind_convert(m);
   nb::register_exception_translator(translate);
 
   m.attr("library_version") = vitrify::library_version();

@@ -1,0 +1,43 @@
+// Shared by the binding's translation units: errors as Python exceptions.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "vitrify/error.hpp"
+
+namespace vitrify_py {
+
+namespace nb = nanobind;
+
+// Thrown by unwrap()/raise(); binding.cpp translates it into the class chosen by its code
+// (python/vitrify/errors.py).
+struct py_error : std::exception {
+  vitrify::error err;
+  std::string text;
+  explicit py_error(vitrify::error e) : err(std::move(e)), text(err.what()) {}
+  const char* what() const noexcept override { return text.c_str(); }
+};
+
+[[noreturn]] inline void raise(vitrify::error e) { throw py_error(std::move(e)); }
+[[noreturn]] inline void raise(vitrify::errc code, std::string msg) { raise(vitrify::error{code, std::move(msg)}); }
+
+template <class T>
+T unwrap(vitrify::result<T>&& r) {
+  if (!r.ok()) raise(std::move(r).err());
+  return std::move(r).value();
+}
+inline void unwrap(vitrify::result<void>&& r) {
+  if (!r.ok()) raise(std::move(r).err());
+}
+
+
+// One per area, each in its own file (bind_<area>.cpp), called from NB_MODULE in binding.cpp.
+void bind_legacy(nb::module_& m);   // bind_legacy.cpp: scan, non-executing pickle reader
+void bind_tensors(nb::module_& m);  // bind_tensors.cpp: tensors, safetensors / torch import
+void bind_convert(nb::module_& m);  // bind_convert.cpp: legacy model -> vitrify file
+
+}  // namespace vitrify_py
