@@ -6,7 +6,7 @@ BUILD := build
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all setup build cpp python test test-cpp test-python test-asan fuzz fuzz-build demo bench clean
+.PHONY: all setup build cpp python test test-cpp test-python test-asan fuzz fuzz-build demo bench bench-native bench-tensors clean
 
 all: build
 
@@ -46,7 +46,7 @@ test-asan: setup
 # FUZZ_TARGETS selects targets; FUZZ_ARGS passes extra libFuzzer flags (e.g. -jobs=2).
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= reader value roundtrip
+FUZZ_TARGETS ?= reader value roundtrip model
 FUZZ_ARGS    ?=
 fuzz-build: setup
 	@CC=clang CXX=clang++ $(CMAKE) -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVITRIFY_BUILD_FUZZ=ON -DVITRIFY_BUILD_TESTS=OFF -DVITRIFY_BUILD_TOOLS=OFF -DVITRIFY_INSTALL=OFF > $(FUZZ_BUILD).configure.log 2>&1 || (cat $(FUZZ_BUILD).configure.log; exit 1)
@@ -72,5 +72,16 @@ demo: build
 bench: build
 	@$(PY) bench/bench_arrays.py --size-mib 1024 --markdown docs/BENCHMARKS.md
 
+# Native inference (issue 4): C++ runtime vs scikit-learn; writes its section of docs/BENCHMARKS.md.
+BENCH_BUILD := build-bench
+bench-native: python
+	@$(CMAKE) -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DVITRIFY_BUILD_BENCH=ON -DVITRIFY_BUILD_TOOLS=ON -DVITRIFY_BUILD_TESTS=OFF -DVITRIFY_INSTALL=OFF > $(BENCH_BUILD).configure.log 2>&1 || (cat $(BENCH_BUILD).configure.log; exit 1)
+	@$(CMAKE) --build $(BENCH_BUILD) -j $(JOBS) --target bench_native vitrify_cli
+	@$(PY) bench/bench_native.py --build $(BENCH_BUILD)
+
+# Tensors (issue 6): load_tensors vs safetensors and torch.load; writes its section of docs/BENCHMARKS.md.
+bench-tensors: build
+	@PATH="$(CURDIR)/$(BUILD)/tools/vitrify:$$PATH" $(PY) bench/bench_tensors.py --size-mib 1024 --markdown docs/BENCHMARKS.md
+
 clean:
-	rm -rf $(BUILD) $(BUILD).configure.log $(ASAN_BUILD) $(ASAN_BUILD).configure.log $(FUZZ_BUILD) $(FUZZ_BUILD).configure.log
+	rm -rf $(BUILD) $(BUILD).configure.log $(ASAN_BUILD) $(ASAN_BUILD).configure.log $(FUZZ_BUILD) $(FUZZ_BUILD).configure.log $(BENCH_BUILD) $(BENCH_BUILD).configure.log

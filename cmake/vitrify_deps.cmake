@@ -21,3 +21,12 @@ endif()
 
 find_package(simdjson CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
+# Legacy readers (src/legacy): zip archives (minizip), tar archives (libarchive) and joblib's
+# whole-file codecs (zlib, bz2, xz/lzma, lz4). Linked PRIVATE; found here for consumers of the
+# static library as well.
+find_package(PkgConfig REQUIRED)
+if(NOT TARGET PkgConfig::VITRIFY_PC_LEGACY)
+  pkg_check_modules(VITRIFY_PC_LEGACY REQUIRED IMPORTED_TARGET minizip libarchive liblz4 liblzma zlib)
+endif()
+find_package(BZip2 REQUIRED)

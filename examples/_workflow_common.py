@@ -108,3 +108,57 @@ def compare(got: dict, expected: dict) -> bool:
     else:
         print(f"MISMATCH: outputs after loading differ on {n} held-out rows", file=sys.stderr)
     return ok
+
+
+def run_native_predict(model_path: Path, X, expected: dict, columns: list | None = None) -> bool:
+    """The same predictions from the C++ runtime, in a process without Python: `vitrify predict`
+    on a CSV of the held-out rows, compared with what scikit-learn predicted before saving."""
+    import csv
+    import io
+
+    exe = shutil.which("vitrify")
+    if exe is None:
+        print("(the vitrify CLI is not on PATH: skipping `vitrify predict`)")
+        return True
+    X = np.asarray(X, dtype=np.float64)
+    names = list(columns) if columns is not None else [f"x{i}" for i in range(X.shape[1])]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for row in X:
+        w.writerow([repr(float(v)) for v in row])
+    csv_path = Path(model_path).with_suffix(".input.csv")
+    csv_path.write_text(buf.getvalue())
+    ok = True
+    print(f"C++ runtime, no Python: vitrify predict {Path(model_path).name} "
+          f"{csv_path.name} ({X.shape[0]} rows)")
+    for method, flag in (("predict", []), ("predict_proba", ["--proba"])):
+        if method not in expected:
+            continue
+        r = subprocess.run([exe, "predict", str(model_path), str(csv_path), *flag],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"  {method}: FAILED: {r.stderr.strip()}", file=sys.stderr)
+            ok = False
+            continue
+        rows = list(csv.reader(io.StringIO(r.stdout)))
+        header, body = rows[0], rows[1:]
+        want = np.asarray(expected[method])
+        if method == "predict":
+            got = np.array([row[0] for row in body], dtype=want.dtype if want.dtype.kind in "iuf" else object)
+            same = want.shape == got.shape and all(str(a) == str(b) for a, b in zip(want, got))
+            detail = "identical labels" if same else "DIFFERENT labels"
+        else:
+            got = np.array([[float(v) for v in row] for row in body])
+            same = want.shape == got.shape and np.array_equal(want, got)
+            if same:
+                detail = "bit-identical"
+            else:
+                scale = np.maximum(np.abs(want).max(axis=0, keepdims=True), 1e-300)
+                rel = float(np.max(np.abs(got - want) / scale)) if want.shape == got.shape else np.inf
+                same = rel <= 1e-12
+                detail = (f"within {rel:.1e} of the column scale (BLAS summation order, see "
+                          f"docs/RUNTIME.md)" if same else f"DIFFERENT (max relative difference {rel:.2e})")
+        print(f"  {method:18} columns {header[:4]}{'...' if len(header) > 4 else ''}: {detail}")
+        ok &= same
+    return ok

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import vitrify
-from _workflow_common import human, short_list, print_tree, report_saved, run_cli, identical, compare  # noqa: E402 - beside this script
+from _workflow_common import human, short_list, print_tree, report_saved, run_cli, identical, compare, run_native_predict  # noqa: E402 - beside this script
 
 MODEL = "model.vit"
 EXPECTED = "expected.vit"
@@ -140,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         save(out)
         print("-" * 78, flush=True)
         child = [sys.executable, os.path.abspath(__file__), "--load", str(out)]
-        return subprocess.run(child).returncode
+        rc = subprocess.run(child).returncode
+        if rc == 0:
+            print("-" * 78, flush=True)
+            expected = vitrify.load_arrays(out / EXPECTED)
+            if not run_native_predict(out / MODEL, expected["X_test"], expected, None):
+                rc = 1
+        return rc
     finally:
         if tmp is not None:
             tmp.cleanup()

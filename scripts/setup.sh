@@ -9,6 +9,10 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libzstd-dev libxxhash-dev libsimdjson-dev libssl-dev
   libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcsv-dev                 # RFC 4180 CSV reader of `vitrify predict`
+  zlib1g-dev libbz2-dev liblzma-dev liblz4-dev   # joblib compressed files (src/legacy)
+  libminizip-dev libarchive-dev                  # PyTorch zip / legacy tar checkpoints, .npz
+  time                       # GNU time: peak memory of fresh processes in bench/bench_native.py
   python3-venv python3-dev
   clang libclang-rt-14-dev   # libFuzzer + sanitizer runtimes for `make fuzz` (CI runs it)
 )

@@ -26,9 +26,12 @@ enum class dtype : std::uint8_t {
   complex64,
   complex128,
   string,  ///< variable-length UTF-8: (count+1) uint64 offsets, then the text bytes
+  // Format 1.1, required feature "dtype_float8" (appended: the numbers above never change).
+  float8_e4m3fn,  ///< 1 sign, 4 exponent (bias 7), 3 fraction bits; no infinities, NaN = S.1111.111
+  float8_e5m2,    ///< 1 sign, 5 exponent (bias 15), 2 fraction bits; IEEE-like (the top byte of a float16)
 };
 
-inline constexpr std::size_t dtype_count = 16;
+inline constexpr std::size_t dtype_count = 18;
 
 /// Bytes per element; 0 for `string` (variable length).
 std::size_t dtype_size(dtype t) noexcept;
@@ -36,6 +39,14 @@ std::size_t dtype_size(dtype t) noexcept;
 std::string_view dtype_name(dtype t) noexcept;
 /// Inverse of dtype_name; nullopt for unknown names.
 std::optional<dtype> dtype_from_name(std::string_view name) noexcept;
+/// The required feature a file must list to use `t` ("dtype_float8"), or "" for the dtypes of
+/// format 1.0. A reader treats a dtype whose feature the file does not list as unknown.
+std::string_view dtype_feature(dtype t) noexcept;
+/// The lowest format minor version (of major 1) that defines `t`: 0 or 1.
+std::uint16_t dtype_minor(dtype t) noexcept;
+
+/// Required feature names this library implements (FORMAT.md section 5).
+inline constexpr std::string_view feature_dtype_float8 = "dtype_float8";
 
 /// Per-array codecs.
 enum class codec : std::uint8_t {

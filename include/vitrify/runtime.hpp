@@ -98,7 +98,7 @@ struct output {
   [[nodiscard]] bool is_labels() const noexcept { return !labels.empty() || (rows * cols > 0 && values.empty()); }
 };
 
-enum class method : std::uint8_t { predict, predict_proba, decision_function, transform };
+enum class method : std::uint8_t { predict, predict_proba, decision_function, transform, score_samples };
 std::string_view method_name(method m) noexcept;
 
 struct load_options {
@@ -135,6 +135,7 @@ class model {
   result<output> predict_proba(const matrix_view& x) const;
   result<output> decision_function(const matrix_view& x) const;
   result<output> transform(const matrix_view& x) const;
+  result<output> score_samples(const matrix_view& x) const;
   result<output> run(method m, const matrix_view& x) const;
   result<output> run(method m, const table& x) const;
 

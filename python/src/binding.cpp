@@ -280,6 +280,7 @@ rt::method method_arg(std::string_view name) {
   if (name == "predict_proba") return rt::method::predict_proba;
   if (name == "decision_function") return rt::method::decision_function;
   if (name == "transform") return rt::method::transform;
+  if (name == "score_samples") return rt::method::score_samples;
   raise(vitrify::errc::invalid_argument, "unknown method '" + std::string(name) + "'");
 }
 
@@ -300,7 +301,7 @@ nb::object output_to_python(rt::output&& out) {
 struct NativeModel {
   rt::model m;
 
-  nb::object run(std::string_view method, nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu> x) const {
+  nb::object run(std::string_view method, nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig, nb::device::cpu> x) const {
     rt::method meth = method_arg(method);
     rt::matrix_view view;
     if (x.dtype() == nb::dtype<double>())
@@ -339,7 +340,7 @@ struct NativeModel {
         }
         unwrap(t.add_text(std::move(name), std::move(texts), std::move(missing)));
       } else {
-        auto a = nb::cast<nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cpu>>(data);
+        auto a = nb::cast<nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>>(data);
         const double* p = a.data();
         unwrap(t.add_numeric(std::move(name), std::vector<double>(p, p + a.shape(0))));
       }
@@ -360,6 +361,7 @@ NB_MODULE(_core, m) {
   vitrify_py::bind_legacy(m);
   vitrify_py::bind_tensors(m);
   vitrify_py::bind_convert(m);
+  vitrify_py::bind_objects(m);
   nb::register_exception_translator(translate);
 
   m.attr("library_version") = vitrify::library_version();
@@ -640,7 +642,7 @@ NB_MODULE(_core, m) {
       .def("output_width", [](const NativeModel& s, std::string_view meth) { return s.m.output_width(method_arg(meth)); })
       .def("run", &NativeModel::run, "method"_a, "x"_a)
       .def("run_table", &NativeModel::run_table, "method"_a, "rows"_a, "columns"_a)
-      .def("run_row", [](const NativeModel& s, std::string_view meth, nb::ndarray<double, nb::ndim<1>, nb::c_contig, nb::device::cpu> row) {
+      .def("run_row", [](const NativeModel& s, std::string_view meth, nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu> row) {
         rt::method mm = method_arg(meth);
         std::vector<double> out(s.m.output_width(mm));
         unwrap(s.m.run_row(mm, std::span<const double>(row.data(), row.shape(0)), out));

@@ -38,6 +38,7 @@ inline void unwrap(vitrify::result<void>&& r) {
 // One per area, each in its own file (bind_<area>.cpp), called from NB_MODULE in binding.cpp.
 void bind_legacy(nb::module_& m);   // bind_legacy.cpp: scan, non-executing pickle reader
 void bind_tensors(nb::module_& m);  // bind_tensors.cpp: tensors, safetensors / torch import
-void bind_convert(nb::module_& m);  // bind_convert.cpp: legacy model -> vitrify file
+void bind_convert(nb::module_& m);
+void bind_objects(nb::module_& m);  // bind_objects.cpp: vitrify.load's object decoder (lead)  // bind_convert.cpp: legacy model -> vitrify file
 
 }  // namespace vitrify_py

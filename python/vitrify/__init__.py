@@ -95,7 +95,17 @@ __all__ += ["dump", "dumps", "load", "loads", "get_untrusted_types", "default_tr
 from . import signing  # noqa: E402
 from .errors import SignatureError, UnsupportedModelError  # noqa: E402
 from . import native  # noqa: E402
+from . import tensors  # noqa: E402
+from .tensors import (  # noqa: E402
+    export_safetensors,
+    import_safetensors,
+    import_tensors,
+    import_torch,
+    load_tensors,
+    save_tensors,
+)
 from .signing import keygen, sign, signature_info, verify_signature  # noqa: E402
 
 __all__ += ["signing", "keygen", "sign", "verify_signature", "signature_info", "SignatureError",
-            "UnsupportedModelError", "native"]
+            "UnsupportedModelError", "native", "tensors", "save_tensors", "load_tensors",
+            "import_safetensors", "export_safetensors", "import_torch", "import_tensors"]

@@ -46,18 +46,26 @@ _FIXED = {
 }
 
 
+#: vitrify dtypes whose numpy dtype comes from ml_dtypes (same names there).
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
 @functools.cache
-def _bfloat16() -> np.dtype:
+def _ml_dtype(name: str) -> np.dtype:
     import ml_dtypes
 
-    return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(getattr(ml_dtypes, name))
+
+
+def _bfloat16() -> np.dtype:
+    return _ml_dtype("bfloat16")
 
 
 @functools.cache
 def dtype_to_numpy(name: str) -> np.dtype:
     """The numpy dtype (little-endian) of a vitrify dtype name; ``string`` has none."""
-    if name == "bfloat16":
-        return _bfloat16()
+    if name in _ML_DTYPES:
+        return _ml_dtype(name)
     if name == "bool":
         return np.dtype(np.bool_)
     for (kind, size), n in _FIXED.items():
@@ -72,8 +80,10 @@ def numpy_to_dtype(dt: np.dtype) -> str | None:
     name = _FIXED.get((dt.kind, dt.itemsize))
     if name is not None and dt.fields is None and dt.subdtype is None:
         return name
-    if dt.kind == "V" and dt.name == "bfloat16" and dt == _bfloat16():
-        return "bfloat16"
+    # ml_dtypes types (kind "V", or "f" for some float8 types in recent releases): by name,
+    # then checked to be that very type.
+    if dt.name in _ML_DTYPES and dt.fields is None and dt == _ml_dtype(dt.name):
+        return dt.name
     return None
 
 
@@ -153,8 +163,9 @@ def _add_one(w: "_core.Writer", name: Any, value: Any, codec: tuple[str, int]) -
     vname = numpy_to_dtype(dt)
     if vname is None:
         raise ArgumentError(f"array {name!r}: dtype {dt!r} cannot be stored (supported: bool, "
-                            "int8..int64, uint8..uint64, float16/32/64, bfloat16, complex64/128, str)")
-    if vname != "bfloat16" and dt.byteorder not in ("<", "|") and not (
+                            "int8..int64, uint8..uint64, float16/32/64, bfloat16, float8_e4m3fn, "
+                            "float8_e5m2, complex64/128, str)")
+    if vname not in _ML_DTYPES and dt.byteorder not in ("<", "|") and not (
             dt.byteorder == "=" and np.little_endian):
         a = a.astype(dt.newbyteorder("<"))
     if not a.flags.c_contiguous:

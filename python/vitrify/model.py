@@ -1566,7 +1566,9 @@ def _packed_bytes(f: Any, name: Any) -> bytes | bytearray:
     return buf
 
 
-def _content(f: Any) -> dict:
+def _content(f: Any, parse_packed: bool = True) -> dict:
+    """The content section. For packed version-2 trees, ``parse_packed=False`` leaves the
+    packed body unparsed: ``c["$body"]`` holds its bytes for the C++ decoder (_core.ObjectTree)."""
     text = f.content_json
     if not text or text == "null":
         raise FormatError("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
@@ -1587,8 +1589,11 @@ def _content(f: Any) -> dict:
         if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
             raise FormatError("invalid packed content reference")
         name = packed["$array"]
+        body_bytes = _packed_bytes(f, name)
+        if not parse_packed:
+            return {"version": version, "$packed": name, "$body": bytes(body_bytes)}
         try:
-            body = json.loads(_packed_bytes(f, name), parse_constant=_reject_constant)
+            body = json.loads(body_bytes, parse_constant=_reject_constant)
         except RecursionError:
             raise FormatError("object tree nested too deeply") from None
         except ValueError as e:
@@ -1599,6 +1604,72 @@ def _content(f: Any) -> dict:
         c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
              "dtypes": body.get("dtypes", []), "$packed": name}
     return c
+
+
+class _BuildContext:
+    """What the C++ decoder (_core.ObjectTree.build) asks Python for: arrays, dtypes, the
+    builders of special types (given their decoded state) and the validators."""
+
+    frombuffer = staticmethod(np.frombuffer)
+    dtype_from_str = staticmethod(_dtype_from_str)
+    placeholder = _PLACEHOLDER
+    validate_object = staticmethod(lambda tname, obj: _validate_object(tname, obj))
+    validated_types = frozenset(_OBJECT_VALIDATORS)
+    validate_tree_state = staticmethod(lambda state, args: _validate_tree_state(state, args))
+
+    def __init__(self, f: Any, mmap: bool, packed: str):
+        loader = _Decoder(f, frozenset(), mmap, {"$packed": packed})
+        self.array = lambda name: loader.array({"$array": name})
+
+    @staticmethod
+    def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
+        dt = _dtype_from_state(s)
+        if from_table and not _structured_descr_ok(dt):
+            raise FormatError("structured dtypes may only have plain numeric fields")
+        return dt
+
+    @staticmethod
+    def object_array(items: list, shape: tuple) -> np.ndarray:
+        out = np.empty(len(items), dtype=object)
+        for j, x in enumerate(items):
+            out[j] = x
+        return out.reshape(shape)
+
+    @staticmethod
+    def invalid_state(msg: str) -> None:
+        raise InvalidStateError(msg)
+
+    special = {
+        "numpy.dtype": lambda s: _dtype_from_state(s),
+        "numpy.random.RandomState": lambda s: _set_state(np.random.RandomState(), s),
+        "numpy.random.Generator": lambda s: _make_generator(s),
+        "numpy.ma.MaskedArray": lambda s: np.ma.MaskedArray(s["data"], mask=s["mask"],
+                                                            fill_value=s["fill_value"]),
+        "builtins.set": set,
+        "builtins.frozenset": frozenset,
+        "builtins.complex": lambda s: complex(float(s[0]), float(s[1])),
+        "builtins.slice": lambda s: slice(*s),
+        "builtins.range": lambda s: range(*(int(x) for x in s)),
+        "builtins.bytearray": bytearray,
+    }
+
+
+def _set_state(rs: np.random.RandomState, s: Any) -> np.random.RandomState:
+    rs.set_state(s)
+    return rs
+
+
+def _make_generator(st: dict) -> np.random.Generator:
+    name = st["bit_generator"]
+    if name not in _BIT_GENERATORS:
+        raise UntrustedTypeError([name])
+    bg = getattr(np.random, name.rsplit(".", 1)[1])()
+    bg.state = st["state"]
+    return np.random.Generator(bg)
+
+
+_SPECIAL_NAMES = sorted(_SPECIAL_DECODERS)
+_BIT_GENERATOR_NAMES = sorted(_BIT_GENERATORS)
 
 
 def _collect_types(v: Any, out: set) -> None:
@@ -1638,10 +1709,26 @@ def _collect_types(v: Any, out: set) -> None:
                 extend(x.values())
 
 
-def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
+def _names(c: dict) -> set[str]:
+    tree = c.get("$tree")
+    if tree is not None:
+        return set(tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES))
     names: set[str] = set()
     _collect_types(c.get("root"), names)
-    return sorted(n for n in names if n not in trusted or _denied(n))
+    return names
+
+
+def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
+    return sorted(n for n in _names(c) if n not in trusted or _denied(n))
+
+
+def _content_for_load(f: Any) -> dict:
+    """The content, with a packed version-2 tree parsed by the C++ decoder (c["$tree"])."""
+    c = _content(f, parse_packed=False)
+    body = c.pop("$body", None)
+    if body is not None:
+        c["$tree"] = _core.ObjectTree(body)
+    return c
 
 
 def _open(source: Any, mmap: bool) -> Any:
@@ -1654,12 +1741,12 @@ def get_untrusted_types(path: Any = None, *, data: bytes | None = None, trusted:
     """The names in a file that load() would refuse with the given ``trusted`` list. Nothing is
     imported or built."""
     f = _open(data if data is not None else path, True)
-    return _untrusted(_content(f), _trust_set(trusted))
+    return _untrusted(_content_for_load(f), _trust_set(trusted))
 
 
 def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None) -> Any:
     prog = _Progress("loading", progress)
-    c = _content(f)
+    c = _content_for_load(f)
     ts = _trust_set(trusted)
     bad = _untrusted(c, ts)
     if bad:
@@ -1674,8 +1761,13 @@ def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | No
         if env_text and env_text != "null":
             check_environment(json.loads(env_text), stacklevel=4)
     try:
-        dec = _Decoder(f, ts, mmap, c)
-        obj = dec.dec(c["root"])
+        tree = c.get("$tree")
+        if tree is not None:
+            resolved = {n: _resolve(n, ts) for n in tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES)}
+            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"]))
+        else:
+            dec = _Decoder(f, ts, mmap, c)
+            obj = dec.dec(c["root"])
     except VitrifyError:
         raise
     except RecursionError:

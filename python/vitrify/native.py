@@ -24,7 +24,7 @@ from . import _core
 
 __all__ = ["NativeModel", "load", "supported_types"]
 
-_METHODS = ("predict", "predict_proba", "decision_function", "transform")
+_METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")
 
 
 def _columns(X: Any) -> tuple[int, list] | None:
@@ -100,7 +100,7 @@ class NativeModel:
             out = arr.reshape(rows, cols)
         if method == "predict" and cols == 1:
             return out.reshape(rows)
-        if method == "decision_function" and cols == 1:
+        if method in ("decision_function", "score_samples") and cols == 1:
             return out.reshape(rows)
         return out
 
@@ -115,6 +115,9 @@ class NativeModel:
 
     def transform(self, X: Any) -> np.ndarray:
         return self._run("transform", X)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        return self._run("score_samples", X)
 
     def predict_row(self, method: str, row: Any) -> np.ndarray:
         """One row through the allocation-free path (numeric input only)."""

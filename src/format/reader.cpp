@@ -208,9 +208,10 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
       if (!s) return std::move(s).err();
       f.features_.emplace_back(*s);
     }
-    // Version 1.0 defines no optional features; any listed one is unknown to this reader.
-    if (!f.features_.empty())
-      return fail(errc::unsupported_feature, hc.at("file requires feature \"" + f.features_.front() + "\" which this reader does not implement"));
+    // Must-understand extensions (FORMAT.md section 5): 1.1 defines "dtype_float8" only.
+    for (const std::string& feat : f.features_)
+      if (feat != feature_dtype_float8)
+        return fail(errc::unsupported_feature, hc.at("file requires feature \"" + feat + "\" which this reader does not implement"));
   }
   if (!j_arrays) return fail(errc::bad_header, hc.at("header has no \"arrays\" member"));
   simdjson::dom::array arr;
@@ -261,6 +262,12 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
       if (!s) return std::move(s).err();
       auto t = dtype_from_name(*s);
       if (!t) return fail(errc::unknown_dtype, wa + ": unknown dtype \"" + std::string(*s) + "\"");
+      // A dtype added by a required feature exists only in files that list the feature: an
+      // older reader rejects such a file as a whole, so this one must not read it either.
+      if (std::string_view feat = dtype_feature(*t);
+          !feat.empty() && std::find(f.features_.begin(), f.features_.end(), feat) == f.features_.end())
+        return fail(errc::unknown_dtype, wa + ": dtype \"" + std::string(*s) + "\" needs the required feature \"" +
+                                             std::string(feat) + "\", which the file does not list");
       a.type = *t;
     }
     {

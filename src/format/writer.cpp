@@ -224,10 +224,35 @@ struct writer::impl {
     return {};
   }
 
+  /// Required features the arrays use, in a fixed order (FORMAT.md section 5: list a feature
+  /// only when the file uses it).
+  std::vector<std::string_view> features() const {
+    std::vector<std::string_view> out;
+    for (const auto& e : entries) {
+      std::string_view feat = dtype_feature(e.type);
+      if (!feat.empty() && std::find(out.begin(), out.end(), feat) == out.end()) out.push_back(feat);
+    }
+    return out;
+  }
+
+  /// The lowest minor version that describes everything the file uses.
+  std::uint16_t minor_version() const {
+    std::uint16_t m = format_minor;
+    for (const auto& e : entries) m = std::max(m, dtype_minor(e.type));
+    return m;
+  }
+
   std::string header_json() const {
     std::string h;
     h.reserve(256 + entries.size() * 200);
-    h += R"({"format":"vitrify","required_features":[],"arrays":[)";
+    h += R"({"format":"vitrify","required_features":[)";
+    bool any_feature = false;
+    for (std::string_view feat : features()) {
+      if (any_feature) h += ',';
+      any_feature = true;
+      detail::append_json_string(h, feat);
+    }
+    h += R"(],"arrays":[)";
     bool first = true;
     for (const auto& e : entries) {
       if (!first) h += ',';
@@ -300,7 +325,7 @@ struct writer::impl {
     std::byte pre[preamble_size] = {};
     std::memcpy(pre, magic, sizeof magic);
     detail::store_u16(pre + 8, format_major);
-    detail::store_u16(pre + 10, format_minor);
+    detail::store_u16(pre + 10, minor_version());
     detail::store_u32(pre + 12, 0);
     detail::store_u32(pre + 16, opt.alignment);
     detail::store_u32(pre + 20, 0);

@@ -264,7 +264,8 @@ result<tensor<T>> as_tensor(const node& n, std::string_view who, int rank) {
   if (rank >= 0 && static_cast<int>(a.shape.size()) != rank)
     return state_error(who, "expected a " + std::to_string(rank) + "-d array, got " + describe(n));
   char k = a.kind();
-  if (!(k == 'f' || k == 'i' || k == 'u' || k == 'b') || a.dtype == "bfloat16" || a.dtype == "<f2" || !a.fields.empty())
+  if (!(k == 'f' || k == 'i' || k == 'u' || k == 'b') || a.dtype == "bfloat16" || a.dtype.rfind("float8_", 0) == 0 || a.dtype == "<f2" ||
+      !a.fields.empty())
     return state_error(who, "expected a numeric array, got " + describe(n));
   const std::uint64_t count = a.count();
   if (a.data.size() != count * a.itemsize) return state_error(who, "array data size does not match its shape");

@@ -12,6 +12,7 @@ std::string_view method_name(method m) noexcept {
     case method::predict_proba: return "predict_proba";
     case method::decision_function: return "decision_function";
     case method::transform: return "transform";
+    case method::score_samples: return "score_samples";
   }
   return "?";
 }
@@ -182,6 +183,7 @@ result<output> model::predict(const matrix_view& x) const { return run(method::p
 result<output> model::predict_proba(const matrix_view& x) const { return run(method::predict_proba, x); }
 result<output> model::decision_function(const matrix_view& x) const { return run(method::decision_function, x); }
 result<output> model::transform(const matrix_view& x) const { return run(method::transform, x); }
+result<output> model::score_samples(const matrix_view& x) const { return run(method::score_samples, x); }
 
 result<void> model::run_row(method m, std::span<const double> row, std::span<double> out) const {
   if (!est_) return fail(errc::invalid_argument, "empty model");

@@ -253,7 +253,8 @@ class decoder {
         {dtype::bool_, "|b1"}, {dtype::int8, "|i1"}, {dtype::int16, "<i2"}, {dtype::int32, "<i4"},
         {dtype::int64, "<i8"}, {dtype::uint8, "|u1"}, {dtype::uint16, "<u2"}, {dtype::uint32, "<u4"},
         {dtype::uint64, "<u8"}, {dtype::float16, "<f2"}, {dtype::bfloat16, "bfloat16"}, {dtype::float32, "<f4"},
-        {dtype::float64, "<f8"}, {dtype::complex64, "<c8"}, {dtype::complex128, "<c16"}};
+        {dtype::float64, "<f8"}, {dtype::complex64, "<c8"}, {dtype::complex128, "<c16"},
+        {dtype::float8_e4m3fn, "float8_e4m3fn"}, {dtype::float8_e5m2, "float8_e5m2"}};
     auto it = names.find(info.type);
     if (it == names.end()) return bad("array '" + info.name + "' has no numpy equivalent");
     a.dtype = it->second;
@@ -308,12 +309,13 @@ class decoder {
   result<std::vector<std::int64_t>> shape_of(const value* s) {
     if (!s || !s->is(value::kind::list)) return bad("array shape must be a list");
     std::vector<std::int64_t> shape;
-    unsigned __int128 n = 1;
+    std::uint64_t n = 1;  // product of the non-zero dimensions, kept below 2^62
     for (const auto& x : s->items()) {
       if (!x.is(value::kind::integer) || x.as_int() < 0) return bad("invalid array shape");
       shape.push_back(x.as_int());
-      if (x.as_int() != 0) n *= static_cast<std::uint64_t>(x.as_int());
-      if (n > (static_cast<unsigned __int128>(1) << 62)) return bad("array shape too large");
+      const auto d = static_cast<std::uint64_t>(x.as_int());
+      if (d != 0 && n > (std::uint64_t{1} << 62) / d) return bad("array shape too large");
+      if (d != 0) n *= d;
     }
     if (shape.size() > 64) return bad("array rank above 64");
     return shape;
@@ -371,14 +373,8 @@ class decoder {
       if (t) {
         auto dt = dtype_of(*t);
         if (!dt) return std::move(dt).err();
+        // `t` records a big-endian original; the writer stored the values little-endian.
         if (dt->itemsize != a.itemsize || dt->kind == 'O' || dt->kind == 'V') return bad("array dtype does not match its data");
-        // Stored bytes are the big-endian originals: convert to little-endian.
-        if (dt->big_endian) {
-          auto buf = std::make_shared<std::vector<std::byte>>(a.data.begin(), a.data.end());
-          byteswap_inplace(buf->data(), a.count(), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
-          a.data = std::span<const std::byte>(buf->data(), buf->size());
-          a.owner = buf;
-        }
       }
       if (fortran) {
         std::reverse(a.shape.begin(), a.shape.end());
@@ -626,7 +622,7 @@ std::uint64_t ndarray::count() const noexcept {
 
 char ndarray::kind() const noexcept {
   if (dtype == "O") return 'O';
-  if (dtype == "bfloat16") return 'f';
+  if (dtype == "bfloat16" || dtype.rfind("float8_", 0) == 0) return 'f';
   if (dtype.size() >= 2) return (dtype[0] == '<' || dtype[0] == '>' || dtype[0] == '|' || dtype[0] == '=') ? dtype[1] : dtype[0];
   return '?';
 }

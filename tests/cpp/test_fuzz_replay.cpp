@@ -61,6 +61,13 @@ TEST(FuzzReplay, RoundTripCorpus) {
   auto files = files_under({repo_root() / "fuzz/corpus/roundtrip"});
   EXPECT_GE(files.size(), 50u);
   replay(files, vitrify_fuzz::fuzz_roundtrip);
+  replay(files, vitrify_fuzz::fuzz_model);
+}
+
+TEST(FuzzReplay, ModelCorpus) {
+  auto files = files_under({repo_root() / "fuzz/corpus/model"});
+  EXPECT_GE(files.size(), 20u);
+  replay(files, vitrify_fuzz::fuzz_model);
 }
 
 // Each body on every other corpus too: inputs meant for one parser are odd inputs for another.
@@ -70,4 +77,5 @@ TEST(FuzzReplay, EveryBodyOnEveryCorpus) {
   replay(files, vitrify_fuzz::fuzz_reader);
   replay(files, vitrify_fuzz::fuzz_value);
   replay(files, vitrify_fuzz::fuzz_roundtrip);
+  replay(files, vitrify_fuzz::fuzz_model);
 }

@@ -96,6 +96,7 @@ TEST(Dtype, NamesSizesAndCodecs) {
       {dtype::bfloat16, {"bfloat16", 2}},  {dtype::float32, {"float32", 4}},
       {dtype::float64, {"float64", 8}},    {dtype::complex64, {"complex64", 8}},
       {dtype::complex128, {"complex128", 16}}, {dtype::string, {"string", 0}},
+      {dtype::float8_e4m3fn, {"float8_e4m3fn", 1}}, {dtype::float8_e5m2, {"float8_e5m2", 1}},
   };
   static_assert(std::size(table) == dtype_count);
   for (const auto& [t, ns] : table) {

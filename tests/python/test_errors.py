@@ -42,6 +42,10 @@ EXPECTED_CLASS = {
     "signature_missing": vitrify.SignatureError,
     "signature_invalid": vitrify.SignatureError,
     "key_error": vitrify.SignatureError,
+    "unsupported_model": vitrify.UnsupportedModelError,
+    "bad_state": vitrify.FormatError,
+    "bad_pickle": vitrify.FormatError,
+    "unknown_format": vitrify.FormatError,
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden test vectors of the vitrify file format, version 1.0.
+"""Golden test vectors of the vitrify file format, version 1.1 (1.0 plus the "dtype_float8" feature).
 
 Writes
 
@@ -51,6 +51,8 @@ DTYPE_SIZE = {
     "uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8,
     "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8,
     "complex64": 8, "complex128": 16, "string": 0,
+    # Format 1.1, required feature "dtype_float8".
+    "float8_e4m3fn": 1, "float8_e5m2": 1,
 }
 
 
@@ -121,6 +123,17 @@ FIXED_ARRAYS: list[tuple[str, list[int], bytes]] = [
     ("complex128", [2, 1], pack("Q", [0x3FF0000000000000, 0xBFF0000000000000,
                                       0x7FF8000000000000, 0x0000000000000001])),
 ]
+
+#: Format 1.1 (required feature "dtype_float8"): edge values of both float8 types, as bytes.
+#: e4m3fn (bias 7, no infinities): 0, -0, 1, -2, 448 (max), -448, NaN, -NaN, 2^-9 (smallest
+#: subnormal), 2^-6 (smallest normal), 0.9375 (largest below 1), 2^-7 (subnormal)
+#: e5m2 (bias 15, the top byte of a float16): 0, -0, 1, -2, 57344 (max), inf, -inf, NaN,
+#: 2^-16 (smallest subnormal), 2^-14 (smallest normal), 0.875 (largest below 1), NaN with payload
+FLOAT8_ARRAYS: list[tuple[str, list[int], bytes]] = [
+    ("float8_e4m3fn", [3, 4], bytes([0x00, 0x80, 0x38, 0xC0, 0x7E, 0xFE, 0x7F, 0xFF, 0x01, 0x08, 0x37, 0x02])),
+    ("float8_e5m2", [12], bytes([0x00, 0x80, 0x3C, 0xC0, 0x7B, 0x7C, 0xFC, 0x7E, 0x01, 0x04, 0x3B, 0x7D])),
+]
+FLOAT8_TOP = [("format", '"vitrify"'), ("required_features", '["dtype_float8"]')]
 
 UNICODE_STRINGS = [
     "", "ascii", "é", "naïve café", "日本語のテキスト", "😀 emoji (4-byte UTF-8)",
@@ -491,6 +504,21 @@ def valid_vectors() -> list[Vector]:
         "blocks, two frames per array, the second with a content checksum), alignment 64",
         [zstd(a) for a in all_fixed("z_")] + [zstd(str_arr("z_string", [13], UNICODE_STRINGS))]))
     v.append(valid(
+        "dtypes_float8",
+        "Format 1.1: both float8 dtypes (float8_e4m3fn, float8_e5m2) with edge values, raw, next "
+        "to a 1.0 dtype; required_features [\"dtype_float8\"], minor version 1",
+        [raw_arr(dt, dt, shape, data) for dt, shape, data in FLOAT8_ARRAYS] +
+        [raw_arr("bfloat16", "bfloat16", [5], pack("H", [0x3F80, 0xC000, 0x7F80, 0x0000, 0x7FC0]))],
+        top=FLOAT8_TOP + [("arrays", ARRAYS)], minor=1))
+    v.append(valid(
+        "dtypes_float8_zstd",
+        "Format 1.1: both float8 dtypes zstd-compressed with hand-made frames, a 0-d and an empty "
+        "float8 array; required_features [\"dtype_float8\"], minor version 1",
+        [zstd(raw_arr("z_" + dt, dt, shape, data)) for dt, shape, data in FLOAT8_ARRAYS] +
+        [raw_arr("scalar_e4m3fn", "float8_e4m3fn", [], b"\x38"),
+         raw_arr("empty_e5m2", "float8_e5m2", [0, 3], b"")],
+        top=FLOAT8_TOP + [("arrays", ARRAYS)], minor=1))
+    v.append(valid(
         "zero_d_and_empty",
         "0-d arrays (shape []), empty arrays (zero-length data, several at the same offset), "
         "empty and 0-d string arrays, raw and zstd",
@@ -638,7 +666,7 @@ def valid_vectors() -> list[Vector]:
 #: Valid vectors whose bytes are exactly what the library's writer produces for the same arrays
 #: and sections (recorded in the manifest as "writer_canonical": true).
 WRITER_CANONICAL = {"empty", "dtypes_raw", "align_4096", "align_256", "all_sections", "names_unicode",
-                    "empty_last_4096"}
+                    "empty_last_4096", "dtypes_float8"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -838,6 +866,20 @@ def invalid_vectors() -> list[Vector]:
           arrays=[raw_arr("w", "float8_e4m3", [16], bytes(16)), a_b()])
     entry("dtype_case", "unknown_dtype", "dtype \"Float32\" (names are case-sensitive)",
           arrays=[raw_arr("w", "Float32", [4, 4], float32_steps(16)), a_b()])
+    entry("float8_without_feature", "unknown_dtype",
+          "dtype \"float8_e4m3fn\" in a file that does not list the required feature \"dtype_float8\"",
+          arrays=[raw_arr("w", "float8_e4m3fn", [16], bytes(16)), a_b()])
+    entry("float8_e5m2_without_feature", "unknown_dtype",
+          "dtype \"float8_e5m2\" in a version 1.1 file whose required_features is empty",
+          arrays=[a_w(), raw_arr("f8", "float8_e5m2", [4], b"\x3c\x00\x7c\x80")], preamble={"minor": 1})
+    entry("float8_unknown_second_feature", "unsupported_feature",
+          "required_features [\"dtype_float8\", \"quantum-weights\"]: the second is not implemented",
+          arrays=[raw_arr("w", "float8_e4m3fn", [16], bytes(16)), a_b()],
+          top=FLOAT8_TOP[:1] + [("required_features", '["dtype_float8","quantum-weights"]'), ("arrays", ARRAYS)])
+    entry("float8_feature_shape_mismatch", "bad_array",
+          "float8_e4m3fn shape [4, 4] with 15 bytes (decoded_length 15), feature listed",
+          arrays=[raw_arr("w", "float8_e4m3fn", [4, 4], bytes(15)), a_b()],
+          top=FLOAT8_TOP + [("arrays", ARRAYS)], preamble={"minor": 1})
     entry("unknown_codec", "unknown_codec", "codec \"lz4\"", arrays=[a_w(fields={"codec": '"lz4"'}), a_b()])
     entry("dtype_shape_mismatch", "bad_array", "float32 shape [4, 4] with 60 bytes (decoded_length 60)",
           arrays=[raw_arr("w", "float32", [4, 4], float32_steps(15)), a_b()])

@@ -1,0 +1,6 @@
+// libFuzzer entry point of fuzz_model (body in fuzz_bodies.hpp, shared with the corpus replay test).
+#include "fuzz_bodies.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  return vitrify_fuzz::fuzz_model(data, size);
+}
