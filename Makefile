@@ -46,7 +46,7 @@ test-asan: setup
 # FUZZ_TARGETS selects targets; FUZZ_ARGS passes extra libFuzzer flags (e.g. -jobs=2).
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= reader value roundtrip model
+FUZZ_TARGETS ?= reader value roundtrip model pickle
 FUZZ_ARGS    ?=
 fuzz-build: setup
 	@CC=clang CXX=clang++ $(CMAKE) -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVITRIFY_BUILD_FUZZ=ON -DVITRIFY_BUILD_TESTS=OFF -DVITRIFY_BUILD_TOOLS=OFF -DVITRIFY_INSTALL=OFF > $(FUZZ_BUILD).configure.log 2>&1 || (cat $(FUZZ_BUILD).configure.log; exit 1)

@@ -64,8 +64,8 @@ struct encode_info {
 /// numeric arrays raw or zstd, string arrays, structured arrays as bytes plus a checked field
 /// table, shared nodes and cycles as $shared/$ref). Sets the content section, and the
 /// environment / provenance / metadata sections from `opt`; the caller commits `w`.
-/// errc::bad_state for nodes the encoding cannot represent (object-dtype fields, float8
-/// arrays, invalid UTF-8, array data that does not match its dtype and shape).
+/// errc::bad_state for nodes the encoding cannot represent (object-dtype fields, sub-array
+/// dtypes, invalid UTF-8, array data that does not match its dtype and shape).
 result<encode_info> write_objects(const pyobj::node& root, writer& w, const encode_options& opt = {});
 
 // ---- converting legacy files ----

@@ -96,6 +96,9 @@ from . import signing  # noqa: E402
 from .errors import SignatureError, UnsupportedModelError  # noqa: E402
 from . import native  # noqa: E402
 from . import tensors  # noqa: E402
+from .convert import convert  # noqa: E402
+from . import legacy  # noqa: E402
+from .legacy import Call, ScanReport, classify_name, detect_format, scan, scan_bytes  # noqa: E402
 from .tensors import (  # noqa: E402
     export_safetensors,
     import_safetensors,
@@ -108,4 +111,5 @@ from .signing import keygen, sign, signature_info, verify_signature  # noqa: E40
 
 __all__ += ["signing", "keygen", "sign", "verify_signature", "signature_info", "SignatureError",
             "UnsupportedModelError", "native", "tensors", "save_tensors", "load_tensors",
-            "import_safetensors", "export_safetensors", "import_torch", "import_tensors"]
+            "import_safetensors", "export_safetensors", "import_torch", "import_tensors", "convert",
+            "legacy", "scan", "scan_bytes", "ScanReport", "Call", "detect_format", "classify_name"]

@@ -111,11 +111,12 @@ result<dt_desc> parse_dtype(std::string_view s) {
     d.str = "|O";
     return d;
   }
-  if (s == "bfloat16") {
+  // ml_dtypes' types, by name (numpy has no type code for them).
+  if (s == "bfloat16" || s == "float8_e4m3fn" || s == "float8_e5m2") {
     d.kind = 'f';
-    d.itemsize = 2;
-    d.str = "bfloat16";
-    d.vdt = dtype::bfloat16;
+    d.itemsize = s == "bfloat16" ? 2 : 1;
+    d.str = std::string(s);
+    d.vdt = s == "bfloat16" ? dtype::bfloat16 : s == "float8_e4m3fn" ? dtype::float8_e4m3fn : dtype::float8_e5m2;
     return d;
   }
   std::size_t i = 0;
@@ -528,7 +529,10 @@ class encoder {
     std::vector<std::uint64_t> stored = shape;
     if (fortran) std::reverse(stored.begin(), stored.end());
     bool simple = d.kind != 'V';
-    if (a.data.size() < o_.inline_max_bytes && (d.kind != 'f' || d.vdt != dtype::bfloat16)) {
+    // ml_dtypes arrays always go to the table (vitrify.dump does the same: inline dtypes are
+    // numpy type codes).
+    bool named_dtype = d.str.front() != '<' && d.str.front() != '|';
+    if (a.data.size() < o_.inline_max_bytes && !named_dtype) {
       put(st, "b", value::string(base64(a.data)));
       put(st, "t", std::move(dt->second));
       put(st, "s", shape_value(stored));

@@ -421,7 +421,10 @@ result<void> write_tensors_file(const std::filesystem::path& out, std::span<cons
   std::unordered_set<std::string_view> names;
   for (const auto& t : tensors) names.insert(t.name);
   value alias_map = value::dict();
-  for (const auto& [name, target] : aliases) {
+  for (const auto& alias : aliases) {
+    // (named members, not a structured binding: clang 14 cannot capture bindings in lambdas)
+    const std::string& name = alias.first;
+    const std::string& target = alias.second;
     if (auto ok = detail::check_name(name, limits{}.max_name_bytes); !ok)
       return fail(errc::invalid_argument, "alias \"" + name + "\": " + ok.err().message);
     if (!names.insert(name).second) return fail(errc::duplicate_name, "tensor name \"" + name + "\" used twice");

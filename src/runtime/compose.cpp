@@ -453,11 +453,8 @@ result<estimator_ptr> build_column_transformer(const node& obj, build_context& c
   e->methods = method_bit(method::transform);
   VITRIFY_TRY(read_feature_info(obj, *e));
   if (e->n_features < 0) return state_error(who, "missing n_features_in_");
-  if (const node* so = opt_attr(obj, "sparse_output_")) {
-    auto v = as_integer(*so, "ColumnTransformer.sparse_output_");
-    if (!v) return std::move(v).err();
-    if (*v) return unsupported_error(who, "sparse output (refit with sparse_threshold=0)");
-  }
+  // sparse_output_ only changes the container scikit-learn returns: the runtime computes the
+  // same values densely (docs/RUNTIME.md, "Sparse outputs").
   auto weights = read_weights(obj, who);
   if (!weights) return std::move(weights).err();
   const node* tti = opt_attr(obj, "_transformer_to_input_indices");

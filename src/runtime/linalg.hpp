@@ -44,7 +44,7 @@ class dense_map {
  private:
   std::size_t k_ = 0, f_ = 0;
   std::vector<double> w_;   // k × f
-  std::vector<double> wt_;  // f × k, for the gemm kernel
+  std::vector<double> wt_;  // f × k4 (k rounded up to 4, zero padded), for the gemm kernel
 };
 
 /// Whether the FMA kernels are in use (x86-64 CPUs with FMA, aarch64).

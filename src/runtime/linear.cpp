@@ -114,9 +114,11 @@ constexpr std::size_t cb = 4;  // outputs per gemm block
 
 // gemm order for up to 8 rows: one fused chain per output over each K block, blocks added.
 // `xt` is scratch of f * 8 doubles (the block transposed so the 8 rows are contiguous).
+// `wt` is f × k4 (W transposed, outputs padded with zeros to a multiple of 4).
 template <bool Fused, class T>
 VITRIFY_ALWAYS_INLINE void gemm_block(const T* x, std::size_t ld, std::size_t nr, const double* wt, std::size_t f,
                                       std::size_t k, double* out, std::size_t ldo, double* xt) noexcept {
+  const std::size_t k4 = (k + cb - 1) / cb * cb;
   for (std::size_t p = 0; p < f; ++p)
     for (std::size_t r = 0; r < rb; ++r) xt[p * rb + r] = r < nr ? static_cast<double>(x[r * ld + p]) : 0.0;
   for (std::size_t j0 = 0; j0 < k; j0 += cb) {
@@ -129,13 +131,13 @@ VITRIFY_ALWAYS_INLINE void gemm_block(const T* x, std::size_t ld, std::size_t nr
       double acc[cb][rb] = {};
       for (std::size_t p = p0; p < p0 + len; ++p) {
         const double* xp = xt + p * rb;
-        const double* wp = wt + p * k + j0;
-        for (std::size_t jj = 0; jj < jn; ++jj) {
+        const double* wp = wt + p * k4 + j0;
+        for (std::size_t jj = 0; jj < cb; ++jj) {
           const double w = wp[jj];
           for (std::size_t r = 0; r < rb; ++r) acc[jj][r] = madd<Fused>(xp[r], w, acc[jj][r]);
         }
       }
-      for (std::size_t jj = 0; jj < jn; ++jj)
+      for (std::size_t jj = 0; jj < cb; ++jj)
         for (std::size_t r = 0; r < rb; ++r) tot[jj][r] = first ? acc[jj][r] : tot[jj][r] + acc[jj][r];
       first = false;
       p0 += len;
@@ -151,7 +153,19 @@ VITRIFY_ALWAYS_INLINE void apply_impl(const T* x, std::size_t rows, std::size_t 
                                       const double* wt, std::size_t k, std::size_t f, double* out,
                                       std::size_t ldo) {
   if (k == 1) {
-    for (std::size_t r = 0; r < rows; ++r) out[r * ldo] = dot_gemv<Fused>(x + r * ld, w, f, gemv_kernel_for(r, rows));
+    const std::size_t n4 = rows - rows % 4;
+    for (std::size_t r = 0; r < n4; r += 4) {
+      // Four independent rows per step: the fused chains overlap (same arithmetic per row).
+      double o0 = dot_gemv<Fused>(x + r * ld, w, f, gemv_kernel::fma4);
+      double o1 = dot_gemv<Fused>(x + (r + 1) * ld, w, f, gemv_kernel::fma4);
+      double o2 = dot_gemv<Fused>(x + (r + 2) * ld, w, f, gemv_kernel::fma4);
+      double o3 = dot_gemv<Fused>(x + (r + 3) * ld, w, f, gemv_kernel::fma4);
+      out[r * ldo] = o0;
+      out[(r + 1) * ldo] = o1;
+      out[(r + 2) * ldo] = o2;
+      out[(r + 3) * ldo] = o3;
+    }
+    for (std::size_t r = n4; r < rows; ++r) out[r * ldo] = dot_gemv<Fused>(x + r * ld, w, f, gemv_kernel_for(r, rows));
     return;
   }
   if (rows == 1) {
@@ -194,9 +208,11 @@ const bool have_fma = detect_fma();
 
 bool fused_multiply_add() noexcept { return have_fma; }
 
-dense_map::dense_map(const double* w, std::size_t k, std::size_t f) : k_(k), f_(f), w_(w, w + k * f), wt_(k * f) {
+dense_map::dense_map(const double* w, std::size_t k, std::size_t f) : k_(k), f_(f), w_(w, w + k * f) {
+  const std::size_t k4 = (k + cb - 1) / cb * cb;
+  wt_.assign(k4 * f, 0.0);
   for (std::size_t j = 0; j < k; ++j)
-    for (std::size_t p = 0; p < f; ++p) wt_[p * k + j] = w[j * f + p];
+    for (std::size_t p = 0; p < f; ++p) wt_[p * k4 + j] = w[j * f + p];
 }
 
 void dense_map::apply(const matrix_view& x, double* out, std::size_t ldo) const {

@@ -237,6 +237,7 @@ result<estimator_ptr> build_knn(const node& obj, build_context&, bool classifier
   if (params && params->k == node::kind::dict) {
     for (const auto& [key, value] : params->entries) {
       if (!key || key->k != node::kind::string) return state_error(who, "effective_metric_params_ keys must be str");
+      if (key->text == "w" && value && value->k == node::kind::none) continue;  // minkowski without weights
       if (key->text != "p") return unsupported_error(who, "metric parameter '" + key->text + "' is not supported");
     }
   }

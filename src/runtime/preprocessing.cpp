@@ -793,16 +793,8 @@ result<estimator_ptr> build_one_hot(const node& obj, build_context&) {
   e->methods = method_bit(method::transform);
   auto nf = read_info(obj, *e);
   if (!nf) return std::move(nf).err();
-  // Dense output only: sparse_output (sparse before 1.2) must be False.
-  const node* sp = opt_attr(obj, "sparse_output");
-  if (!sp) sp = opt_attr(obj, "sparse");
-  if (sp) {
-    auto v = sp->k == node::kind::string ? result<std::int64_t>(1) : as_integer(*sp, "OneHotEncoder.sparse_output");
-    if (!v) return std::move(v).err();
-    if (*v) return unsupported_error(who, "sparse_output=True (the runtime returns dense arrays; refit with sparse_output=False)");
-  } else {
-    return unsupported_error(who, "sparse output (refit with sparse_output=False)");
-  }
+  // sparse_output (`sparse` before 1.2) only changes the container scikit-learn returns: the
+  // runtime computes the same values densely (docs/RUNTIME.md, "Sparse outputs").
   auto hu = get_str(obj, "handle_unknown");
   if (!hu) return std::move(hu).err();
   if (*hu == "error") e->unknown = one_hot::unknown_mode::error;

@@ -62,12 +62,19 @@ TEST(FuzzReplay, RoundTripCorpus) {
   EXPECT_GE(files.size(), 50u);
   replay(files, vitrify_fuzz::fuzz_roundtrip);
   replay(files, vitrify_fuzz::fuzz_model);
+  replay(files, vitrify_fuzz::fuzz_pickle);
 }
 
 TEST(FuzzReplay, ModelCorpus) {
   auto files = files_under({repo_root() / "fuzz/corpus/model"});
   EXPECT_GE(files.size(), 20u);
   replay(files, vitrify_fuzz::fuzz_model);
+}
+
+TEST(FuzzReplay, PickleCorpus) {
+  auto files = files_under({repo_root() / "fuzz/corpus/pickle"});
+  EXPECT_GE(files.size(), 20u);
+  replay(files, vitrify_fuzz::fuzz_pickle);
 }
 
 // Each body on every other corpus too: inputs meant for one parser are odd inputs for another.

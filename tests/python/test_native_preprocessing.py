@@ -384,11 +384,29 @@ def test_one_hot_numeric_arrays(tmp_path):
         assert not nm._m.needs_table  # numbers only: a plain array is enough
 
 
-def test_one_hot_sparse_is_unsupported(tmp_path):
-    fit, _ = _cat_frames()
-    est = OneHotEncoder().fit(fit)  # sparse output by default
-    with pytest.raises(vitrify.UnsupportedModelError, match="sparse"):
-        _native(est, tmp_path)
+def test_one_hot_sparse_output_computed_dense(tmp_path):
+    # The default (sparse_output=True) only changes scikit-learn's container: same values.
+    fit, test = _cat_frames()
+    est = OneHotEncoder(handle_unknown="ignore").fit(fit)
+    nm = _native(est, tmp_path)
+    np.testing.assert_array_equal(est.transform(test).toarray(), nm.transform(test))
+
+
+def test_column_transformer_default_sparse_one_hot(tmp_path):
+    # The most common preprocessing: ColumnTransformer + OneHotEncoder() with its defaults.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    fit, test = _cat_frames()
+    cats = list(fit.columns)
+    y = np.arange(len(fit)) % 2
+    est = Pipeline([("ct", ColumnTransformer([("ohe", OneHotEncoder(handle_unknown="ignore"), cats)],
+                                             sparse_threshold=1.0)),
+                    ("clf", LogisticRegression())]).fit(fit, y)
+    assert est[0].sparse_output_
+    nm = _native(est, tmp_path)
+    np.testing.assert_array_equal(est.predict(test), nm.predict(test))
+    np.testing.assert_allclose(est.predict_proba(test), nm.predict_proba(test), rtol=1e-12, atol=1e-15)
 
 
 ORD_CASES = {
