@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "runtime/estimator.hpp"
 #include "runtime/linalg.hpp"
@@ -23,6 +24,7 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define VITRIFY_FMA_DISPATCH 1  // FMA kernels compiled for avx2+fma, chosen at run time
 #define VITRIFY_TARGET_FMA __attribute__((target("avx2,fma")))
+#include <immintrin.h>
 #elif defined(__aarch64__)
 #define VITRIFY_FMA_NATIVE 1    // fmadd is part of the base ISA
 #endif
@@ -113,40 +115,113 @@ constexpr std::size_t rb = 8;  // rows per gemm block
 constexpr std::size_t cb = 4;  // outputs per gemm block
 
 // gemm order for up to 8 rows: one fused chain per output over each K block, blocks added.
-// `xt` is scratch of f * 8 doubles (the block transposed so the 8 rows are contiguous).
+// Vectorised across 4 outputs (one register per row), 8 rows at a time so that 8 chains overlap.
 // `wt` is f × k4 (W transposed, outputs padded with zeros to a multiple of 4).
 template <bool Fused, class T>
 VITRIFY_ALWAYS_INLINE void gemm_block(const T* x, std::size_t ld, std::size_t nr, const double* wt, std::size_t f,
-                                      std::size_t k, double* out, std::size_t ldo, double* xt) noexcept {
+                                      std::size_t k, double* out, std::size_t ldo) noexcept {
   const std::size_t k4 = (k + cb - 1) / cb * cb;
-  for (std::size_t p = 0; p < f; ++p)
-    for (std::size_t r = 0; r < rb; ++r) xt[p * rb + r] = r < nr ? static_cast<double>(x[r * ld + p]) : 0.0;
+  const T* xr[rb];
+  for (std::size_t r = 0; r < rb; ++r) xr[r] = x + (r < nr ? r : 0) * ld;  // padding rows repeat row 0
   for (std::size_t j0 = 0; j0 < k; j0 += cb) {
     const std::size_t jn = std::min(cb, k - j0);
-    double tot[cb][rb];
+    double tot[rb][cb];
     std::size_t p0 = 0;
     bool first = true;
-    while (p0 < f || first) {
+    do {
       const std::size_t len = k_block(f - p0);
-      double acc[cb][rb] = {};
+      double acc[rb][cb] = {};
       for (std::size_t p = p0; p < p0 + len; ++p) {
-        const double* xp = xt + p * rb;
         const double* wp = wt + p * k4 + j0;
-        for (std::size_t jj = 0; jj < cb; ++jj) {
-          const double w = wp[jj];
-          for (std::size_t r = 0; r < rb; ++r) acc[jj][r] = madd<Fused>(xp[r], w, acc[jj][r]);
+        for (std::size_t r = 0; r < rb; ++r) {
+          const double xv = static_cast<double>(xr[r][p]);
+          for (std::size_t jj = 0; jj < cb; ++jj) acc[r][jj] = madd<Fused>(xv, wp[jj], acc[r][jj]);
         }
       }
-      for (std::size_t jj = 0; jj < cb; ++jj)
-        for (std::size_t r = 0; r < rb; ++r) tot[jj][r] = first ? acc[jj][r] : tot[jj][r] + acc[jj][r];
+      for (std::size_t r = 0; r < rb; ++r)
+        for (std::size_t jj = 0; jj < cb; ++jj) tot[r][jj] = first ? acc[r][jj] : tot[r][jj] + acc[r][jj];
       first = false;
       p0 += len;
-      if (len == 0) break;
-    }
+    } while (p0 < f);
     for (std::size_t r = 0; r < nr; ++r)
-      for (std::size_t jj = 0; jj < jn; ++jj) out[r * ldo + j0 + jj] = tot[jj][r];
+      for (std::size_t jj = 0; jj < jn; ++jj) out[r * ldo + j0 + jj] = tot[r][jj];
   }
 }
+
+#if VITRIFY_FMA_DISPATCH
+// dot_gemv's fma4 kernel with the four lanes in one AVX2 register (lane l = features p ≡ l mod 4,
+// exactly OpenBLAS's layout), for 4 rows at once.
+template <class T>
+VITRIFY_TARGET_FMA inline __m256d load4(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, float>) return _mm256_cvtps_pd(_mm_loadu_ps(p));
+  else return _mm256_loadu_pd(p);
+}
+
+template <class T>
+VITRIFY_TARGET_FMA inline void gemv4_avx2(const T* x, std::size_t ld, const double* w, std::size_t f, double* out,
+                                          std::size_t ldo) noexcept {
+  const std::size_t m1 = f & ~std::size_t{3};
+  __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (std::size_t p = 0; p < m1; p += 4) {
+    const __m256d wv = _mm256_loadu_pd(w + p);
+    for (std::size_t r = 0; r < 4; ++r) a[r] = _mm256_fmadd_pd(load4(x + r * ld + p), wv, a[r]);
+  }
+  for (std::size_t r = 0; r < 4; ++r) {
+    alignas(32) double l[4];
+    _mm256_store_pd(l, a[r]);
+    const double s = (l[0] + l[2]) + (l[1] + l[3]);
+    const T* xt = x + r * ld + m1;
+    const double* wt = w + m1;
+    double v;
+    switch (f - m1) {
+      case 0: v = s; break;
+      case 1: v = __builtin_fma(static_cast<double>(xt[0]), wt[0], s); break;
+      case 2: v = s + __builtin_fma(static_cast<double>(xt[0]), wt[0], static_cast<double>(xt[1]) * wt[1]); break;
+      default:
+        v = s + __builtin_fma(static_cast<double>(xt[2]), wt[2],
+                              __builtin_fma(static_cast<double>(xt[0]), wt[0], static_cast<double>(xt[1]) * wt[1]));
+    }
+    out[r * ldo] = v;
+  }
+}
+#endif
+
+#if VITRIFY_FMA_DISPATCH
+// The gemm block with explicit AVX2 registers (one register = 4 outputs of one row; 8 rows):
+// the same fused chains as gemm_block, which GCC would otherwise vectorise across rows with
+// shuffles.
+template <class T>
+VITRIFY_TARGET_FMA inline void gemm_block_avx2(const T* x, std::size_t ld, std::size_t nr, const double* wt,
+                                               std::size_t f, std::size_t k, double* out, std::size_t ldo) noexcept {
+  const std::size_t k4 = (k + cb - 1) / cb * cb;
+  const T* xr[rb];
+  for (std::size_t r = 0; r < rb; ++r) xr[r] = x + (r < nr ? r : 0) * ld;
+  for (std::size_t j0 = 0; j0 < k; j0 += cb) {
+    const std::size_t jn = std::min(cb, k - j0);
+    __m256d tot[rb];
+    std::size_t p0 = 0;
+    bool first = true;
+    do {
+      const std::size_t len = k_block(f - p0);
+      __m256d acc[rb];
+      for (std::size_t r = 0; r < rb; ++r) acc[r] = _mm256_setzero_pd();
+      for (std::size_t p = p0; p < p0 + len; ++p) {
+        const __m256d wv = _mm256_loadu_pd(wt + p * k4 + j0);
+        for (std::size_t r = 0; r < rb; ++r)
+          acc[r] = _mm256_fmadd_pd(_mm256_set1_pd(static_cast<double>(xr[r][p])), wv, acc[r]);
+      }
+      for (std::size_t r = 0; r < rb; ++r) tot[r] = first ? acc[r] : _mm256_add_pd(tot[r], acc[r]);
+      first = false;
+      p0 += len;
+    } while (p0 < f);
+    for (std::size_t r = 0; r < nr; ++r) {
+      alignas(32) double v[cb];
+      _mm256_store_pd(v, tot[r]);
+      for (std::size_t jj = 0; jj < jn; ++jj) out[r * ldo + j0 + jj] = v[jj];
+    }
+  }
+}
+#endif
 
 template <bool Fused, class T>
 VITRIFY_ALWAYS_INLINE void apply_impl(const T* x, std::size_t rows, std::size_t ld, const double* w,
@@ -155,6 +230,12 @@ VITRIFY_ALWAYS_INLINE void apply_impl(const T* x, std::size_t rows, std::size_t 
   if (k == 1) {
     const std::size_t n4 = rows - rows % 4;
     for (std::size_t r = 0; r < n4; r += 4) {
+#if VITRIFY_FMA_DISPATCH
+      if constexpr (Fused) {
+        gemv4_avx2(x + r * ld, ld, w, f, out + r * ldo, ldo);
+        continue;
+      }
+#endif
       // Four independent rows per step: the fused chains overlap (same arithmetic per row).
       double o0 = dot_gemv<Fused>(x + r * ld, w, f, gemv_kernel::fma4);
       double o1 = dot_gemv<Fused>(x + (r + 1) * ld, w, f, gemv_kernel::fma4);
@@ -172,9 +253,15 @@ VITRIFY_ALWAYS_INLINE void apply_impl(const T* x, std::size_t rows, std::size_t 
     for (std::size_t j = 0; j < k; ++j) out[j] = dot_gemv<Fused>(x, w + j * f, f, gemv_kernel_for(j, k));
     return;
   }
-  std::vector<double> xt(f * rb);  // one scratch block per call, never per row
-  for (std::size_t r0 = 0; r0 < rows; r0 += rb)
-    gemm_block<Fused>(x + r0 * ld, ld, std::min(rb, rows - r0), wt, f, k, out + r0 * ldo, ldo, xt.data());
+  for (std::size_t r0 = 0; r0 < rows; r0 += rb) {
+#if VITRIFY_FMA_DISPATCH
+    if constexpr (Fused) {
+      gemm_block_avx2(x + r0 * ld, ld, std::min(rb, rows - r0), wt, f, k, out + r0 * ldo, ldo);
+      continue;
+    }
+#endif
+    gemm_block<Fused>(x + r0 * ld, ld, std::min(rb, rows - r0), wt, f, k, out + r0 * ldo, ldo);
+  }
 }
 
 #if VITRIFY_FMA_DISPATCH

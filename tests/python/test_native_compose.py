@@ -174,11 +174,13 @@ def test_column_transformer_selector_and_dataframe_numeric(tmp_path):
     np.testing.assert_array_equal(ct.transform(df), nm.transform(np.array(df.to_numpy())))
 
 
-def test_column_transformer_sparse_is_unsupported(tmp_path):
+def test_column_transformer_sparse_output_computed_dense(tmp_path):
+    # sparse_output_ only changes scikit-learn's container: the runtime returns the same values.
     df = _frame(0, 100)
     ct = ColumnTransformer([("c", OneHotEncoder(), ["city", "colour"])], sparse_threshold=1.0).fit(df)
-    with pytest.raises(vitrify.UnsupportedModelError):
-        _native(ct, tmp_path)
+    assert ct.sparse_output_
+    nm = _native(ct, tmp_path)
+    np.testing.assert_array_equal(ct.transform(df).toarray(), nm.transform(_table(df)))
 
 
 def test_column_transformer_text_passthrough_is_refused(tmp_path):
