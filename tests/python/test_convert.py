@@ -263,11 +263,13 @@ def _cases():
         ("OneClassSVM", svm.OneClassSVM(), uns),
         ("GaussianNB", naive_bayes.GaussianNB(), clf),
         ("BernoulliNB", naive_bayes.BernoulliNB(), clf),
+        ("MultinomialNB", naive_bayes.MultinomialNB(), "posclf"),
         ("KNeighborsClassifier", neighbors.KNeighborsClassifier(), clf),
         ("KNeighborsRegressor", neighbors.KNeighborsRegressor(), reg),
         ("MLPClassifier", neural_network.MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0), clf),
         ("MLPRegressor", neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=300, random_state=0), reg),
         ("KMeans", cluster.KMeans(n_clusters=3, n_init=2, random_state=0), uns),
+        ("MiniBatchKMeans", cluster.MiniBatchKMeans(n_clusters=3, n_init=2, random_state=0), uns),
         ("DecisionTreeClassifier", tree.DecisionTreeClassifier(max_depth=6, random_state=0), clf),
         ("DecisionTreeRegressor", tree.DecisionTreeRegressor(max_depth=6, random_state=0), reg),
         ("ExtraTreeClassifier", tree.ExtraTreeClassifier(random_state=0), clf),
@@ -312,6 +314,11 @@ def _fit(est, kind):
         X = rng.randint(0, 4, size=(200, 3)).astype(np.float64)
         Xt = rng.randint(0, 4, size=(60, 3)).astype(np.float64)
         est.fit(X)
+    elif kind == "posclf":  # non-negative features (MultinomialNB)
+        X, y = _Xy("clf")
+        Xt, _ = _Xy("clf", n=80, seed=1)
+        X, Xt = np.abs(X), np.abs(Xt)
+        est.fit(X, y)
     elif kind == "pos":
         X = np.abs(_Xy("reg")[0])
         Xt = np.abs(_Xy("reg", n=80, seed=1)[0])
@@ -387,7 +394,7 @@ def _check_converted(name, est, X, out, tmp_path):
         ref = before.get(m)
         if ref is None or isinstance(ref, tuple):
             continue
-        if m == "predict" and (np.asarray(ref).dtype.kind in "iuOUb" or name in ("KMeans",)):
+        if m == "predict" and (np.asarray(ref).dtype.kind in "iuOUb" or name in ("KMeans", "MiniBatchKMeans")):
             np.testing.assert_array_equal(np.asarray(b).astype(np.asarray(ref).dtype), ref, err_msg=f"{name}.{m}")
         else:
             ref = np.asarray(ref, dtype=np.float64)
