@@ -724,3 +724,21 @@ def test_convert_old_sklearn_fixture(fx, tmp_path):
     assert type(model).__name__ == fx["type"].rsplit(".", 1)[1]
     if sklearn.__version__ != fx["sklearn_version"]:
         assert any(issubclass(x.category, vitrify.EnvironmentMismatchWarning) for x in w)
+
+
+@pytest.mark.parametrize("how", ["pickle2", "pickle5", "joblib", "joblib-compress3"])
+@pytest.mark.parametrize("labels", [["cat", "dog", "émeu", "ant"], [3, 1, 7, 1, 5]])
+def test_convert_label_encoder(how, labels, tmp_path):
+    # LabelEncoder is the one supported estimator that encodes targets, not rows of X.
+    from sklearn.preprocessing import LabelEncoder
+
+    est = LabelEncoder().fit(labels)
+    src, out = tmp_path / "le.bin", tmp_path / "le.vit"
+    _write(est, src, how)
+    _convert(src, out)
+    loaded = vitrify.load(out)
+    np.testing.assert_array_equal(loaded.classes_, est.classes_)
+    np.testing.assert_array_equal(loaded.transform(labels), est.transform(labels))
+    nm = vitrify.native.load(out)
+    got = nm.transform({"y": np.asarray(labels, dtype=object if isinstance(labels[0], str) else np.float64)})
+    np.testing.assert_array_equal(np.asarray(got).reshape(-1), est.transform(labels))
