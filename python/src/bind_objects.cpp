@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "tree/value_json.hpp"
 #include "vitrify/value.hpp"
 
 namespace vitrify_py {
@@ -37,39 +38,10 @@ nb::object check(PyObject* p) {
   return nb::steal(p);
 }
 
-int b64_digit(unsigned char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict base64 (Python's b64decode(validate=True) on padded input) into a new bytearray.
+// Strict base64 (the library's own decoder, as for "$bytes") into a new bytearray.
 nb::object b64_bytearray(std::string_view s) {
-  if (s.size() % 4 != 0) bad("invalid base64 data (length)");
   std::string out;
-  out.reserve(s.size() / 4 * 3);
-  for (std::size_t i = 0; i < s.size(); i += 4) {
-    int d[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      unsigned char c = static_cast<unsigned char>(s[i + j]);
-      if (c == '=' && i + 4 == s.size() && j >= 2) {
-        d[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad) bad("invalid base64 padding");
-      d[j] = b64_digit(c);
-      if (d[j] < 0) bad("invalid base64 character");
-    }
-    std::uint32_t v = (std::uint32_t(d[0]) << 18) | (std::uint32_t(d[1]) << 12) | (std::uint32_t(d[2]) << 6) | std::uint32_t(d[3]);
-    out.push_back(static_cast<char>((v >> 16) & 0xff));
-    if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
-  }
+  if (!vitrify::detail::base64_decode(s, &out)) bad("invalid base64 data");
   return check(PyByteArray_FromStringAndSize(out.data(), static_cast<Py_ssize_t>(out.size())));
 }
 

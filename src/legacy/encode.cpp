@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "vitrify/convert.hpp"
+#include "tree/value_json.hpp"
 
 namespace vitrify::legacy {
 
@@ -32,27 +33,7 @@ constexpr std::uint64_t zstd_min_bytes = 256;   // model.py _compress_policy: sm
 constexpr const char* packed_name = "content";
 
 std::string base64(std::span<const std::byte> d) {
-  static constexpr char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((d.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(d[k])); };
-  for (; i + 3 <= d.size(); i += 3) {
-    std::uint32_t v = (b(i) << 16) | (b(i + 1) << 8) | b(i + 2);
-    out += tab[(v >> 18) & 63];
-    out += tab[(v >> 12) & 63];
-    out += tab[(v >> 6) & 63];
-    out += tab[v & 63];
-  }
-  if (std::size_t rest = d.size() - i; rest) {
-    std::uint32_t v = b(i) << 16;
-    if (rest == 2) v |= b(i + 1) << 8;
-    out += tab[(v >> 18) & 63];
-    out += tab[(v >> 12) & 63];
-    out += rest == 2 ? tab[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
+  return vitrify::detail::base64_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
 // Python's json module and simdjson both reject invalid UTF-8 (and encoded surrogates), which

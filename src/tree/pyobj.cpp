@@ -11,6 +11,7 @@
 
 #include "vitrify/reader.hpp"
 #include "vitrify/value.hpp"
+#include "tree/value_json.hpp"
 
 namespace vitrify::pyobj {
 
@@ -18,39 +19,12 @@ namespace {
 
 error bad(std::string msg) { return fail(errc::bad_value, "object tree: " + std::move(msg)); }
 
-// ---- base64 (RFC 4648, padded, as Python's b64encode writes it) ----
-int b64_digit(unsigned char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
+// Inline array and scalar bytes: padded base64, decoded strictly (value.cpp).
 result<std::vector<std::byte>> b64_decode(std::string_view s) {
-  if (s.size() % 4 != 0) return bad("base64 text length is not a multiple of 4");
-  std::vector<std::byte> out;
-  out.reserve(s.size() / 4 * 3);
-  for (std::size_t i = 0; i < s.size(); i += 4) {
-    int d[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      unsigned char c = static_cast<unsigned char>(s[i + j]);
-      if (c == '=' && i + 4 == s.size() && j >= 2) {
-        d[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad) return bad("invalid base64 padding");
-      d[j] = b64_digit(c);
-      if (d[j] < 0) return bad("invalid base64 character");
-    }
-    std::uint32_t v = (std::uint32_t(d[0]) << 18) | (std::uint32_t(d[1]) << 12) | (std::uint32_t(d[2]) << 6) | std::uint32_t(d[3]);
-    out.push_back(std::byte((v >> 16) & 0xff));
-    if (pad < 2) out.push_back(std::byte((v >> 8) & 0xff));
-    if (pad < 1) out.push_back(std::byte(v & 0xff));
-  }
+  std::string raw;
+  if (!detail::base64_decode(s, &raw)) return bad("invalid base64 data");
+  std::vector<std::byte> out(raw.size());
+  std::memcpy(out.data(), raw.data(), raw.size());
   return out;
 }
 

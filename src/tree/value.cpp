@@ -161,42 +161,6 @@ void append_int(std::string& out, std::int64_t i) {
   out.append(buf, r.ptr);
 }
 
-std::string base64_encode(std::string_view raw) {
-  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
-bool is_b64_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-bool base64_decode(std::string_view text, std::string* out) {
-  if (text.size() % 4 != 0) return false;
-  std::size_t pad = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '=') {
-      if (i < text.size() - 2) return false;
-      ++pad;
-    } else if (pad != 0 || !is_b64_char(c)) {
-      return false;
-    }
-  }
-  if (text.empty()) {
-    out->clear();
-    return true;
-  }
-  std::string buf(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0 || static_cast<std::size_t>(n) < pad) return false;
-  buf.resize(static_cast<std::size_t>(n) - pad);
-  *out = std::move(buf);
-  return true;
-}
 
 bool plain_object_dict(const value& v) {
   for (std::size_t i = 0; i < v.dict_size(); ++i) {
@@ -224,7 +188,7 @@ void append_json(std::string& out, const value& v) {
     case value::kind::string: append_json_string(out, v.as_string()); return;
     case value::kind::bytes:
       out += R"({"$bytes":")";
-      out += base64_encode(v.as_string());
+      out += detail::base64_encode(v.as_string());
       out += "\"}";
       return;
     case value::kind::list:
@@ -304,6 +268,44 @@ std::string to_json(const value& v) {
 // Decoding
 
 namespace detail {
+
+std::string base64_encode(std::string_view raw) {
+  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+static bool is_b64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+bool base64_decode(std::string_view text, std::string* out) {
+  if (text.size() % 4 != 0) return false;
+  std::size_t pad = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '=') {
+      if (i < text.size() - 2) return false;
+      ++pad;
+    } else if (pad != 0 || !is_b64_char(c)) {
+      return false;
+    }
+  }
+  if (text.empty()) {
+    out->clear();
+    return true;
+  }
+  std::string buf(text.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0 || static_cast<std::size_t>(n) < pad) return false;
+  buf.resize(static_cast<std::size_t>(n) - pad);
+  *out = std::move(buf);
+  return true;
+}
+
 
 error json_error(simdjson::error_code ec, const std::string& where) {
   if (ec == simdjson::DEPTH_ERROR)

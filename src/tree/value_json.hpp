@@ -25,6 +25,11 @@ result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx,
 /// Every "$ref" must name a "$shared" id of the same document.
 result<void> check_refs(const value_parse_ctx& ctx, const std::string& where);
 
+/// Padded base64 (RFC 4648, OpenSSL), as "$bytes" and Python's b64encode write it.
+std::string base64_encode(std::string_view raw);
+/// Strict decoding of padded base64: false on any other character, length or padding.
+bool base64_decode(std::string_view text, std::string* out);
+
 /// Map a simdjson parse error to a vitrify error.
 error json_error(simdjson::error_code ec, const std::string& where);
 
