@@ -24,7 +24,7 @@ result<std::vector<std::byte>> b64_decode(std::string_view s) {
   std::string raw;
   if (!detail::base64_decode(s, &raw)) return bad("invalid base64 data");
   std::vector<std::byte> out(raw.size());
-  std::memcpy(out.data(), raw.data(), raw.size());
+  if (!raw.empty()) std::memcpy(out.data(), raw.data(), raw.size());  // empty: data() may be null
   return out;
 }
 
