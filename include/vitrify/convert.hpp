@@ -31,8 +31,12 @@ struct encode_options {
   /// Codec of the model's arrays. With zstd, arrays under 256 bytes stay raw (a frame costs
   /// more than it saves) and the packed object tree uses the same level.
   array_codec arrays{codec::raw, 3};
-  /// Numeric arrays with fewer bytes than this are stored inline in the tree (base64, exact),
-  /// like `vitrify.dump`; 0 puts every numeric array in the array table.
+  /// Store numeric and plain structured arrays back to back in one uint8 array "pool"
+  /// (object encoding version 3, as `vitrify.dump` does). Off: version 2, where the arrays
+  /// are inline or in the array table according to inline_max_bytes.
+  bool pool = true;
+  /// Without the pool: numeric arrays with fewer bytes than this are stored inline in the tree
+  /// (base64, exact); 0 puts every numeric array in the array table.
   std::uint64_t inline_max_bytes = 512;
   /// Write the state dicts of objects as a shared key list plus values (forests repeat the
   /// same keys once per tree). Off: plain dicts. Both load the same.
@@ -53,15 +57,17 @@ struct encode_info {
   std::string root_type;             ///< type of the root object ("" when the root is no object)
   std::vector<std::string> types;    ///< content["types"]: every class/function name, sorted
   std::size_t arrays = 0;            ///< model arrays in the array table (packed tree excluded)
-  std::size_t inline_arrays = 0;     ///< small arrays stored inline in the tree
+  std::size_t inline_arrays = 0;     ///< small arrays stored inline in the tree (version 2)
+  std::size_t pooled_arrays = 0;     ///< arrays stored in the pool (version 3)
   std::uint64_t array_bytes = 0;     ///< decoded bytes of the model's arrays (table + inline)
   std::uint64_t tree_bytes = 0;      ///< JSON bytes of the packed object tree (before zstd)
   std::size_t shared = 0;            ///< nodes written once and referenced again ($shared)
 };
 
 /// Write the graph under `root` into `w` in the object encoding of `vitrify.dump` (content
-/// kind "vitrify.python-object", version 2: a packed JSON tree in the uint8 array "content",
-/// numeric arrays raw or zstd, string arrays, structured arrays as bytes plus a checked field
+/// kind "vitrify.python-object", version 3 — version 2 with `pool` off or when no array is
+/// pooled: a packed JSON tree in the uint8 array "content", numeric arrays in the uint8 array
+/// "pool" (raw or zstd), string arrays, structured arrays as bytes plus a checked field
 /// table, shared nodes and cycles as $shared/$ref). Sets the content section, and the
 /// environment / provenance / metadata sections from `opt`; the caller commits `w`.
 /// errc::bad_state for nodes the encoding cannot represent (object-dtype fields, sub-array

@@ -54,6 +54,10 @@ class writer {
   /// little-endian, C order.
   result<void> add_array(std::string_view name, dtype type, std::span<const std::uint64_t> shape,
                          std::span<const std::byte> data, array_codec how = {}, value attrs = {});
+  /// Append a 1-D uint8 array whose bytes are the concatenation of `pieces`, written as they
+  /// are (a gather write: the pieces are never copied into one buffer first).
+  result<void> add_bytes(std::string_view name, std::span<const std::span<const std::byte>> pieces,
+                         array_codec how = {}, value attrs = {});
   /// Append a string array from its offsets (count + 1 values, offsets[0] == 0, non-decreasing,
   /// last == text.size()) and concatenated UTF-8 text.
   result<void> add_string_array(std::string_view name, std::span<const std::uint64_t> shape,

@@ -35,6 +35,7 @@ nb::dict encode_dict(const lg::encode_info& e) {
   d["types"] = e.types;
   d["arrays"] = e.arrays;
   d["inline_arrays"] = e.inline_arrays;
+  d["pooled_arrays"] = e.pooled_arrays;
   d["array_bytes"] = e.array_bytes;
   d["tree_bytes"] = e.tree_bytes;
   d["shared"] = e.shared;
@@ -47,7 +48,7 @@ void bind_convert(nb::module_& m) {
   m.def(
       "reencode",
       [](const std::filesystem::path& in, const std::filesystem::path& out, std::string_view codec, int level,
-         std::uint64_t inline_max, bool keysets) {
+         std::uint64_t inline_max, bool keysets, bool pool) {
         lg::encode_info info;
         {
           nb::gil_scoped_release nogil;
@@ -56,6 +57,7 @@ void bind_convert(nb::module_& m) {
           lg::encode_options opt;
           opt.arrays = codec_of(codec, level);
           opt.inline_max_bytes = inline_max;
+          opt.pool = pool;
           opt.keysets = keysets;
           opt.environment = f.environment();
           opt.metadata = f.metadata();
@@ -71,7 +73,7 @@ void bind_convert(nb::module_& m) {
         }
         return encode_dict(info);
       },
-      "in_path"_a, "out_path"_a, "codec"_a = "raw", "level"_a = 3, "inline_max"_a = 512, "keysets"_a = true,
+      "in_path"_a, "out_path"_a, "codec"_a = "raw", "level"_a = 3, "inline_max"_a = 512, "keysets"_a = true, "pool"_a = true,
       "Decode a vitrify.dump file into the C++ object graph and write it again with the C++ encoder.");
 
   m.def(

@@ -134,7 +134,21 @@ class builder {
     validated_ = ctx_.attr("validated_types");
     frombuffer_ = ctx_.attr("frombuffer");
     placeholder_ = ctx_.attr("placeholder");
+    pool_ = nb::getattr(ctx_, "pool", nb::none());
+    if (!pool_.is_none()) {
+      if (PyObject_GetBuffer(pool_.ptr(), &pool_view_, PyBUF_C_CONTIGUOUS) != 0) {
+        PyErr_Clear();
+        bad("the array pool is not a contiguous buffer");
+      }
+      pool_held_ = true;
+    }
     object_setstate_ = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(&PyBaseObject_Type)), "__setstate__", nb::none());
+  }
+
+  builder(const builder&) = delete;
+  builder& operator=(const builder&) = delete;
+  ~builder() {
+    if (pool_held_) PyBuffer_Release(&pool_view_);
   }
 
   nb::object dec(const value& v) {
@@ -292,6 +306,7 @@ class builder {
       nb::object a = frombuffer_(raw, dt).attr("reshape")(shp);
       return fortran ? a.attr("T") : a;
     }
+    if (const value* p = st.get("p")) return pooled(*p, t, st.get("s"), fortran);
     if (const value* d = st.get("d")) {
       if (!d->is(K::array_ref)) bad("expected an array reference");
       nb::object a = array(d->as_string());
@@ -329,6 +344,39 @@ class builder {
       return fortran ? a.attr("T") : a;
     }
     bad("invalid numpy.ndarray state");
+  }
+
+  // An array stored in the pool (version 3): {"p": [offset, nbytes], "t": dtype, "s": shape}.
+  nb::object pooled(const value& p, const value* t, const value* s, bool fortran) {
+    if (!pool_held_) bad("the file has pooled arrays but no array pool");
+    if (!p.is(K::list) || p.items().size() != 2 || !p.items()[0].is(K::integer) || !p.items()[1].is(K::integer))
+      bad("a pooled array reference must be [offset, nbytes]");
+    if (!t) bad("pooled array without dtype");
+    const std::int64_t off = p.items()[0].as_int(), n = p.items()[1].as_int();
+    nb::object dt = dtype(*t);
+    const bool hasobject = nb::cast<bool>(dt.attr("hasobject"));
+    const std::string kind = nb::cast<std::string>(dt.attr("kind"));
+    const bool plain = dt.attr("fields").is_none();
+    if (hasobject || (plain && std::string("biufcmM").find(kind) == std::string::npos))
+      bad("pooled arrays cannot have dtype " + nb::cast<std::string>(nb::str(dt)));
+    nb::object shp = shape(s);
+    const auto itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
+    const std::uint64_t want = product(s);
+    if (n < 0 || off < 0 || (itemsize != 0 && want > UINT64_MAX / itemsize) ||
+        static_cast<std::uint64_t>(n) != want * itemsize)
+      bad("pooled array size does not match dtype and shape");
+    const auto size = static_cast<std::uint64_t>(pool_view_.len);
+    if (static_cast<std::uint64_t>(off) > size || static_cast<std::uint64_t>(n) > size - static_cast<std::uint64_t>(off))
+      bad("pooled array lies outside the array pool");
+    if (n != 0 && off % 16 != 0) bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
+    if (kind == "b") {
+      const auto* q = static_cast<const unsigned char*>(pool_view_.buf) + off;
+      for (std::int64_t i = 0; i < n; ++i)
+        if (q[i] > 1) bad("bool array holds a byte other than 0 or 1");
+    }
+    if (itemsize == 0) bad("pooled arrays cannot have a zero-size dtype");
+    nb::object a = frombuffer_(pool_, dt, nb::int_(n / static_cast<std::int64_t>(itemsize)), nb::int_(off)).attr("reshape")(shp);
+    return fortran ? a.attr("T") : a;
   }
 
   nb::object scalar(const value& st) {
@@ -690,7 +738,9 @@ class builder {
   const object_tree& t_;
   nb::dict resolved_;
   nb::object ctx_, array_fn_, dtype_fn_, dtype_str_fn_, special_, object_array_fn_, validate_object_fn_, validated_,
-      frombuffer_, placeholder_, object_setstate_;
+      frombuffer_, placeholder_, object_setstate_, pool_;
+  Py_buffer pool_view_{};
+  bool pool_held_ = false;
   std::unordered_map<std::int64_t, nb::object> shared_;
   std::unordered_map<std::string, nb::object> dtype_str_cache_;
   std::unordered_map<std::int64_t, nb::object> dtype_idx_cache_;
@@ -708,7 +758,7 @@ nb::object object_tree::build(nb::dict resolved, nb::object ctx) {
 }  // namespace
 
 void bind_objects(nb::module_& m) {
-  nb::class_<object_tree>(m, "ObjectTree", "A parsed version-2 packed object tree (see vitrify.model).")
+  nb::class_<object_tree>(m, "ObjectTree", "A parsed packed object tree, version 2 or 3 (see vitrify.model).")
       .def(nb::init<nb::bytes>(), "body"_a)
       .def("names", &object_tree::names, "special"_a, "bit_generators"_a)
       .def("build", &object_tree::build, "resolved"_a, "ctx"_a);

@@ -703,6 +703,34 @@ NB_MODULE(_core, m) {
           "Append a fixed-size array. data: any C-contiguous buffer holding exactly\n"
           "dtype_size * prod(shape) bytes, little-endian, C order.")
       .def(
+          "add_bytes",
+          [](Writer& s, const std::string& name, nb::list pieces, std::string_view codec, int level) {
+            // pieces: buffers, and ints for runs of zero bytes (padding, at most 4096 each).
+            static const std::byte zeros[4096] = {};
+            auto how = codec_arg(codec, level);
+            std::vector<std::unique_ptr<byte_buffer>> held;
+            std::vector<std::span<const std::byte>> spans;
+            held.reserve(pieces.size());
+            spans.reserve(pieces.size());
+            for (nb::handle p : pieces) {
+              if (PyLong_Check(p.ptr())) {
+                const long long n = PyLong_AsLongLong(p.ptr());
+                if (n < 0 || n > 4096) raise(vitrify::errc::invalid_argument, "add_bytes: padding must be 0 to 4096 bytes");
+                spans.emplace_back(zeros, static_cast<std::size_t>(n));
+              } else {
+                held.push_back(std::make_unique<byte_buffer>(p, "add_bytes piece"));
+                spans.push_back(held.back()->bytes());
+              }
+            }
+            nb::gil_scoped_release release;
+            std::lock_guard lock(s.mu);
+            auto& w = s.get("add_bytes");
+            unwrap(w.add_bytes(name, spans, how));
+          },
+          "name"_a, "pieces"_a, "codec"_a = "raw", "level"_a = 3,
+          "Append a 1-D uint8 array made of the concatenated pieces (C-contiguous buffers, or\n"
+          "ints for that many zero bytes), written without joining them first.")
+      .def(
           "add_string_array",
           [](Writer& s, const std::string& name, std::vector<std::uint64_t> shape, nb::handle offsets,
              nb::handle text, std::string_view codec, int level, std::optional<std::string> attrs_json) {

@@ -43,8 +43,8 @@ from . import arrays as _arrays
 from .errors import ArgumentError, FormatError, VitrifyError
 
 CONTENT_KIND = "vitrify.python-object"
-CONTENT_VERSION = 2
-_READ_VERSIONS = (1, 2)
+CONTENT_VERSION = 3
+_READ_VERSIONS = (1, 2, 3)
 OBJECT_VERSION = 1
 
 
@@ -260,6 +260,14 @@ _POS_INF, _NEG_INF = float("inf"), float("-inf")
 _INLINE_MAX_BYTES = 512
 _PACKED_NAME = "content"
 _PACK_ZSTD_MIN = 4096
+# Version 3: numeric and plain structured arrays are stored back to back in one uint8 array of
+# the file (the pool), each at an offset aligned to _POOL_ALIGN (_POOL_ALIGN_BIG for arrays of
+# _POOL_BIG bytes or more). One array-table entry and one zstd frame instead of one per array:
+# smaller headers and files, better compression of many small arrays, cheaper loads.
+_POOL_NAME = "pool"
+_POOL_ALIGN = 16
+_POOL_ALIGN_BIG = 64
+_POOL_BIG = 4096
 
 
 def _obj(type_name: str, state: Any, version: int = OBJECT_VERSION) -> dict:
@@ -368,6 +376,9 @@ class _Encoder:
         self.dtypes: dict[str, int] = {}
         self.dtype_list: list = []
         self.keep: list = []
+        self.pool_parts: list = []                 # uint8 views and ints (zero padding)
+        self.pool_size = 0
+        self.pooled = False                        # some array state refers to the pool
 
     # -- helpers --
     def _keyset(self, keys: tuple) -> int:
@@ -547,25 +558,34 @@ class _Encoder:
                 raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
         elif not _structured_descr_ok(dt):
             raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
-        if a.nbytes < _INLINE_MAX_BYTES and (simple and dt.kind in "biufcmM" or not simple):
-            st = {"b": base64.b64encode(stored.tobytes()).decode("ascii"), "t": self._dtype_ref(dt),
-                  "s": list(stored.shape)}
+        if simple and dt.kind not in "biufcmM":
+            # bfloat16 / float8 (ml_dtypes): an array of the file, which records the dtype.
+            st = {"d": self._add_array(stored)}
             if fortran:
                 st["o"] = "F"
             return st
-        vname = _arrays.numpy_to_dtype(dt) if simple and dt.kind not in "mM" else None
-        if vname is not None:
-            st = {"d": self._add_array(stored)}
-            if dt.byteorder == ">":
-                st["t"] = dt.str
-        else:
-            # Structured, datetime and other fixed-size dtypes: raw bytes + a checked description.
-            raw = np.ascontiguousarray(stored)
-            st = {"r": self._add_array(raw.reshape(-1).view(np.uint8)), "s": list(stored.shape),
-                  "t": self._dtype_ref(dt)}
+        st = {"p": self._pool(stored), "t": self._dtype_ref(dt), "s": list(stored.shape)}
         if fortran:
             st["o"] = "F"
         return st
+
+    def _pool(self, stored: np.ndarray) -> list:
+        """Append the bytes of a C-contiguous array to the pool: [offset, nbytes]."""
+        self.pooled = True
+        n = stored.nbytes
+        if n == 0:
+            return [0, 0]
+        align = _POOL_ALIGN_BIG if n >= _POOL_BIG else _POOL_ALIGN
+        pad = -self.pool_size % align
+        if pad:
+            self.pool_parts.append(pad)
+            self.pool_size += pad
+        off = self.pool_size
+        raw = np.ascontiguousarray(stored)
+        self.pool_parts.append(raw.reshape(-1).view(np.uint8))
+        self.pool_size += n
+        self.array_bytes += n
+        return [off, n]
 
     def _add_array(self, a: np.ndarray) -> dict:
         name = str(len(self.arrays))
@@ -721,6 +741,8 @@ class _Decoder:
         self.mmap = mmap
         self.shared: dict[int, Any] = {}
         self.packed = c.get("$packed")
+        self.pool_name = c.get("$pool")
+        self._pool: np.ndarray | None = None
         self.v1 = c.get("version") == 1
         keys = c.get("keys", [])
         dtypes = c.get("dtypes", [])
@@ -770,7 +792,15 @@ class _Decoder:
             raise FormatError(f"array {name!r} is not in the file") from None
         if name == self.packed:
             raise FormatError("the object tree refers to its own packed array")
+        if name == self.pool_name:
+            raise FormatError("the object tree refers to the array pool as an array")
         return _arrays._load_array(self.f, i, info, self.mmap, False)
+
+    def pool(self) -> np.ndarray:
+        p = self._pool
+        if p is None:
+            p = self._pool = _load_pool(self.f, self.pool_name, self.mmap)
+        return p
 
     def dec(self, v: Any) -> Any:
         t = type(v)
@@ -974,6 +1004,10 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
             raise FormatError("bool array holds a byte other than 0 or 1")
         a = np.frombuffer(raw, dtype=dt).reshape(shape)
         return a.T if st.get("o") == "F" else a
+    p = st.get("p")
+    if p is not None:
+        # An array of the pool (version 3).
+        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F")
     if "d" in st:
         a = d.array(st["d"])
         if "t" in st:
@@ -1010,6 +1044,51 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
             return raw.view(dt).reshape(shape[::-1] if d.v1 else shape).T
         return raw.view(dt).reshape(shape)
     raise FormatError("invalid numpy.ndarray state")
+
+
+def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
+    """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
+    if type(name) is not str:
+        raise FormatError("the file has pooled arrays but no array pool")
+    try:
+        i = f.find(name)
+    except VitrifyError:
+        raise FormatError(f"the array pool {name!r} is not in the file") from None
+    info = f.array_info(i)
+    if info["dtype"] != "uint8" or len(info["shape"]) != 1:
+        raise FormatError("the array pool must be a 1-D uint8 array")
+    if mmap and info["codec"] == "raw":
+        return _arrays._load_array(f, i, info, True, False)
+    # Decoded into fresh memory aligned like the file's arrays (64 bytes): pooled arrays of
+    # 4 KiB or more sit at multiples of 64 in the pool.
+    n = int(info["decoded_length"])
+    buf = np.empty(n + 64, dtype=np.uint8)
+    start = -buf.ctypes.data % 64
+    out = buf[start:start + n]
+    f.read_into(i, out, True)
+    return out
+
+
+def _pooled_array(pool: np.ndarray, ref: Any, dt: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
+    if not (type(ref) is list and len(ref) == 2 and type(ref[0]) is int and type(ref[1]) is int):
+        raise FormatError("a pooled array reference must be [offset, nbytes]")
+    off, n = ref
+    if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
+        raise FormatError(f"pooled arrays cannot have dtype {dt}")
+    want = dt.itemsize
+    for x in shape:
+        want *= x
+    if n != want:
+        raise FormatError("pooled array size does not match dtype and shape")
+    if off < 0 or n < 0 or off > pool.size - n:
+        raise FormatError("pooled array lies outside the array pool")
+    if n and off % _POOL_ALIGN:
+        raise FormatError(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
+    raw = pool[off:off + n]
+    if dt.kind == "b" and n and int(raw.max()) > 1:
+        raise FormatError("bool array holds a byte other than 0 or 1")
+    a = raw.view(dt).reshape(shape)
+    return a.T if fortran else a
 
 
 def _dec_generic(d: _Decoder, st: dict) -> Any:
@@ -1497,6 +1576,8 @@ def _write_object(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool
     add_one = _arrays._add_one
     for name, a, codec in enc.arrays:
         add_one(w, name, a, codec)
+    if enc.pooled:
+        w.add_bytes(_POOL_NAME, enc.pool_parts, spec[0], spec[1])
     prog.update(f"{len(enc.arrays)} arrays, {enc.array_bytes / 2**20:.1f} MiB")
     # The object tree goes into one uint8 array of the file (zstd-compressed with the arrays'
     # level when compression is on): no JSON re-parse by the header writer or reader.
@@ -1510,8 +1591,10 @@ def _write_object(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool
     # arrays stay raw: zstd level 1 when it is big enough to gain anything.
     codec = spec if spec[0] == "zstd" else ("zstd", 1) if len(text) >= _PACK_ZSTD_MIN else spec
     w.add_array(_PACKED_NAME, "uint8", [len(text)], text, codec[0], codec[1], None)
-    content: dict[str, Any] = {"kind": CONTENT_KIND, "version": CONTENT_VERSION,
+    content: dict[str, Any] = {"kind": CONTENT_KIND, "version": CONTENT_VERSION if enc.pooled else 2,
                                "packed": {"$array": _PACKED_NAME}, "types": sorted(enc.type_names)}
+    if enc.pooled:
+        content["pool"] = {"$array": _POOL_NAME}
     try:
         content["schema"] = _schema(obj)
     except Exception:  # the schema is a convenience; never fail a save over it
@@ -1589,9 +1672,17 @@ def _content(f: Any, parse_packed: bool = True) -> dict:
         if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
             raise FormatError("invalid packed content reference")
         name = packed["$array"]
+        pool = None
+        if version >= 3 and "pool" in c:
+            pref = c["pool"]
+            if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
+                raise FormatError("invalid array pool reference")
+            pool = pref["$array"]
+            if pool == name:
+                raise FormatError("the array pool and the packed object tree are the same array")
         body_bytes = _packed_bytes(f, name)
         if not parse_packed:
-            return {"version": version, "$packed": name, "$body": bytes(body_bytes)}
+            return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
         try:
             body = json.loads(body_bytes, parse_constant=_reject_constant)
         except RecursionError:
@@ -1602,7 +1693,7 @@ def _content(f: Any, parse_packed: bool = True) -> dict:
             raise FormatError("the packed object tree has no root")
         # Only the packed body counts: the header's own root/keys/dtypes are ignored.
         c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
-             "dtypes": body.get("dtypes", []), "$packed": name}
+             "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
     return c
 
 
@@ -1617,9 +1708,11 @@ class _BuildContext:
     validated_types = frozenset(_OBJECT_VALIDATORS)
     validate_tree_state = staticmethod(lambda state, args: _validate_tree_state(state, args))
 
-    def __init__(self, f: Any, mmap: bool, packed: str):
-        loader = _Decoder(f, frozenset(), mmap, {"$packed": packed})
+    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None = None):
+        loader = _Decoder(f, frozenset(), mmap, {"$packed": packed, "$pool": pool})
         self.array = lambda name: loader.array({"$array": name})
+        # The C++ decoder slices pooled arrays out of this (None: the file has no pool).
+        self.pool = loader.pool() if pool is not None else None
 
     @staticmethod
     def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
@@ -1764,7 +1857,7 @@ def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | No
         tree = c.get("$tree")
         if tree is not None:
             resolved = {n: _resolve(n, ts) for n in tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES)}
-            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"]))
+            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool")))
         else:
             dec = _Decoder(f, ts, mmap, c)
             obj = dec.dec(c["root"])

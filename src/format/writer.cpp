@@ -481,6 +481,16 @@ result<void> writer::add_array(std::string_view name, dtype type, std::span<cons
   return impl_->add(name, type, shape, bytes, pieces, how, std::move(attrs));
 }
 
+result<void> writer::add_bytes(std::string_view name, std::span<const std::span<const std::byte>> pieces,
+                               array_codec how, value attrs) {
+  std::uint64_t total = 0;
+  for (const auto& p : pieces)
+    if (detail::add_overflow(total, static_cast<std::uint64_t>(p.size()), &total))
+      return fail(errc::invalid_argument, "add_bytes: size overflows");
+  const std::uint64_t shape[1] = {total};
+  return impl_->add(name, dtype::uint8, shape, total, pieces, how, std::move(attrs));
+}
+
 result<void> writer::add_string_array(std::string_view name, std::span<const std::uint64_t> shape,
                                       std::span<const std::uint64_t> offsets, std::span<const std::byte> text,
                                       array_codec how, value attrs) {

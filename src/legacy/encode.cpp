@@ -31,6 +31,7 @@ error bad(std::string msg) { return fail(errc::bad_state, "convert: " + std::mov
 constexpr std::uint64_t pack_zstd_min = 4096;   // model.py _PACK_ZSTD_MIN
 constexpr std::uint64_t zstd_min_bytes = 256;   // model.py _compress_policy: smaller stay raw
 constexpr const char* packed_name = "content";
+constexpr const char* pool_name = "pool";
 
 std::string base64(std::span<const std::byte> d) {
   return vitrify::detail::base64_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
@@ -176,6 +177,12 @@ bool is_special(std::string_view t) {
 class encoder {
  public:
   encoder(writer& w, const encode_options& o) : w_(w), o_(o) {}
+
+  // Version 3: the pooled arrays' bytes (views of the graph's arrays) and zero padding.
+  static constexpr std::byte pool_zeros[64] = {};
+  std::vector<std::span<const std::byte>> pool_parts_;
+  std::uint64_t pool_size_ = 0;
+  bool pooled_ = false;
 
   // Pass 1: how many edges lead to each container node (a node reached twice is shared).
   result<void> count(const node* n, std::uint32_t depth) {
@@ -513,6 +520,30 @@ class encoder {
     // ml_dtypes arrays always go to the table (vitrify.dump does the same: inline dtypes are
     // numpy type codes).
     bool named_dtype = d.str.front() != '<' && d.str.front() != '|';
+    if (o_.pool && !named_dtype) {
+      // Version 3: the bytes go to the pool, 16-byte aligned (64 from 4 KiB), as model.py's _pool.
+      pooled_ = true;
+      std::uint64_t off = 0, len = a.data.size();
+      if (len != 0) {
+        const std::uint64_t align = len >= 4096 ? 64 : 16;
+        const std::uint64_t pad = (align - pool_size_ % align) % align;
+        if (pad) pool_parts_.emplace_back(pool_zeros, static_cast<std::size_t>(pad));
+        pool_size_ += pad;
+        off = pool_size_;
+        pool_parts_.push_back(a.data);
+        pool_size_ += len;
+      }
+      value ref = value::list();
+      ref.items().push_back(value::integer(static_cast<std::int64_t>(off)));
+      ref.items().push_back(value::integer(static_cast<std::int64_t>(len)));
+      put(st, "p", std::move(ref));
+      put(st, "t", std::move(dt->second));
+      put(st, "s", shape_value(stored));
+      if (fortran) put(st, "o", value::string("F"));
+      ++info.pooled_arrays;
+      info.array_bytes += len;
+      return st;
+    }
     if (a.data.size() < o_.inline_max_bytes && !named_dtype) {
       put(st, "b", value::string(base64(a.data)));
       put(st, "t", std::move(dt->second));
@@ -838,6 +869,7 @@ result<encode_info> write_objects(const pyobj::node& root, writer& w, const enco
   info.types.assign(e.types.begin(), e.types.end());
   // The tree is parsed in full on every load (never mapped), so it is compressed even when the
   // arrays stay raw, once it is big enough for zstd to gain anything (as vitrify.dump does).
+  if (e.pooled_) VITRIFY_TRY(w.add_bytes(pool_name, e.pool_parts_, opt.arrays));
   array_codec how{codec::raw, 0};
   if (opt.arrays.codec != codec::raw) how = opt.arrays;
   else if (text.size() >= pack_zstd_min) how = array_codec{codec::zstd, 1};
@@ -846,8 +878,9 @@ result<encode_info> write_objects(const pyobj::node& root, writer& w, const enco
                           std::as_bytes(std::span<const char>(text.data(), text.size())), how));
   value content = value::dict();
   put(content, "kind", value::string("vitrify.python-object"));
-  put(content, "version", value::integer(2));
+  put(content, "version", value::integer(e.pooled_ ? 3 : 2));
   put(content, "packed", value::array_ref(packed_name));
+  if (e.pooled_) put(content, "pool", value::array_ref(pool_name));
   value types = value::list();
   for (const auto& t : info.types) types.items().push_back(value::string(t));
   put(content, "types", std::move(types));

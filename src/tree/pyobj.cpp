@@ -99,6 +99,17 @@ class decoder {
   decoder(graph& g, const file& f, const decode_limits& lim, std::shared_ptr<const void> keep, bool v1, std::string packed)
       : g_(g), f_(f), lim_(lim), keep_(std::move(keep)), v1_(v1), packed_(std::move(packed)) {}
 
+  // Version 3: the uint8 array holding the pooled arrays.
+  result<void> set_pool(std::size_t i) {
+    pool_name_ = f_.arrays()[i].name;
+    auto b = array_bytes(i);
+    if (!b) return std::move(b).err();
+    pool_ = b->first;
+    pool_owner_ = b->second;
+    have_pool_ = true;
+    return {};
+  }
+
   result<void> set_tables(const value* keys, const value* dtypes) {
     if (keys) {
       if (!keys->is(value::kind::list)) return bad("keys must be a list");
@@ -178,6 +189,7 @@ class decoder {
     if (!ref.is(value::kind::array_ref)) return bad("expected an array reference");
     const std::string& name = ref.as_string();
     if (name == packed_) return bad("the object tree refers to its own packed array");
+    if (have_pool_ && name == pool_name_) return bad("the object tree refers to the array pool as an array");
     auto i = f_.find(name);
     if (!i) return bad("array '" + name + "' is not in the file");
     return std::pair<std::size_t, const array_info*>{*i, &f_.arrays()[*i]};
@@ -331,6 +343,48 @@ class decoder {
       a.shape = std::move(shape).value();
       a.data = std::span<const std::byte>(buf->data(), buf->size());
       a.owner = buf;
+      if (fortran) {
+        std::reverse(a.shape.begin(), a.shape.end());
+        a.fortran = true;
+      }
+      return {};
+    }
+    if (const value* p = v1_ ? nullptr : dget(st, "p")) {
+      // Version 3: {"p": [offset, nbytes], "t": dtype, "s": shape}, bytes in the pool.
+      if (!have_pool_) return bad("the file has pooled arrays but no array pool");
+      if (!p->is(value::kind::list) || p->items().size() != 2 || !p->items()[0].is(value::kind::integer) ||
+          !p->items()[1].is(value::kind::integer))
+        return bad("a pooled array reference must be [offset, nbytes]");
+      if (!t) return bad("pooled array without dtype");
+      auto dt = dtype_of(*t);
+      if (!dt) return std::move(dt).err();
+      if (dt->kind == 'O' || dt->kind == 'U' || dt->kind == 'S') return bad("pooled arrays cannot have dtype " + dt->str);
+      auto shape = shape_of(dget(st, "s"));
+      if (!shape) return std::move(shape).err();
+      const std::int64_t off = p->items()[0].as_int(), n = p->items()[1].as_int();
+      const std::uint64_t count = product(*shape);
+      if (n < 0 || off < 0 || (dt->itemsize != 0 && count > UINT64_MAX / dt->itemsize) ||
+          static_cast<std::uint64_t>(n) != count * dt->itemsize)
+        return bad("pooled array size does not match dtype and shape");
+      if (static_cast<std::uint64_t>(off) > pool_.size() || static_cast<std::uint64_t>(n) > pool_.size() - static_cast<std::uint64_t>(off))
+        return bad("pooled array lies outside the array pool");
+      if (n != 0 && off % 16 != 0) return bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
+      auto bytes = pool_.subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(n));
+      if (dt->kind == 'b')
+        for (std::byte x : bytes)
+          if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
+      a.dtype = dt->str;
+      a.itemsize = dt->itemsize;
+      a.fields = dt->fields;
+      a.shape = std::move(shape).value();
+      a.data = bytes;
+      a.owner = pool_owner_;
+      if (dt->big_endian) {
+        auto buf = std::make_shared<std::vector<std::byte>>(bytes.begin(), bytes.end());
+        byteswap_inplace(buf->data(), count, dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
+        a.data = std::span<const std::byte>(buf->data(), buf->size());
+        a.owner = buf;
+      }
       if (fortran) {
         std::reverse(a.shape.begin(), a.shape.end());
         a.fortran = true;
@@ -580,6 +634,10 @@ class decoder {
   std::shared_ptr<const void> keep_;
   bool v1_;
   std::string packed_;
+  std::string pool_name_;
+  std::span<const std::byte> pool_;
+  std::shared_ptr<const void> pool_owner_;
+  bool have_pool_ = false;
   const value* keys_ = nullptr;
   const value* dtypes_ = nullptr;
   std::uint64_t nodes_ = 0;
@@ -628,8 +686,8 @@ result<std::shared_ptr<graph>> decode_objects(const file& f, const decode_limits
   if (!kind || !kind->is(value::kind::string) || kind->as_string() != "vitrify.python-object")
     return fail(errc::bad_value, "the file's content is not a vitrify Python object (saved with vitrify.dump)");
   std::int64_t version = 0;
-  if (!as_i64(dget(c, "version"), version) || (version != 1 && version != 2))
-    return fail(errc::unsupported_version, "object encoding version " + std::to_string(version) + " is not supported (this vitrify reads 1, 2)");
+  if (!as_i64(dget(c, "version"), version) || version < 1 || version > 3)
+    return fail(errc::unsupported_version, "object encoding version " + std::to_string(version) + " is not supported (this vitrify reads 1, 2, 3)");
   // The file must stay mapped while the graph's array views live: share its storage through
   // a copy of the file object (copies share the mapping).
   auto keep = std::make_shared<const file>(f);
@@ -667,6 +725,15 @@ result<std::shared_ptr<graph>> decode_objects(const file& f, const decode_limits
   if (!root) return bad("the packed object tree has no root");
   decoder d(*g, *keep, lim, keep, false, name);
   VITRIFY_TRY(d.set_tables(dget(*body, "keys"), dget(*body, "dtypes")));
+  if (const value* pool = version >= 3 ? dget(c, "pool") : nullptr) {
+    if (!pool->is(value::kind::array_ref)) return bad("invalid array pool reference");
+    if (pool->as_string() == name) return bad("the array pool and the packed object tree are the same array");
+    auto pi = f.find(pool->as_string());
+    if (!pi) return bad("the array pool '" + pool->as_string() + "' is not in the file");
+    const array_info& pinfo = f.arrays()[*pi];
+    if (pinfo.type != dtype::uint8 || pinfo.shape.size() != 1) return bad("the array pool must be a 1-D uint8 array");
+    VITRIFY_TRY(d.set_pool(*pi));
+  }
   return finish(d.dec(*root, 0));
 }
 

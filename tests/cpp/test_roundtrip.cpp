@@ -774,3 +774,32 @@ TEST(RoundTrip, ZstdOutputDoesNotDependOnThreadCount) {
   EXPECT_EQ(back, data);
   EXPECT_LT(f->arrays()[0].stored_length, data.size() * sizeof(float) / 2);
 }
+
+TEST(WriterApi, AddBytesGathersPiecesLikeOneArray) {
+  // add_bytes writes the concatenation of its pieces: the same file as add_array of the joined
+  // bytes, raw and zstd.
+  const bytes a = vt::pattern_bytes(1000), b = vt::pattern_bytes(37);
+  const bytes pad(11, std::byte{0});
+  bytes joined = a;
+  joined.insert(joined.end(), pad.begin(), pad.end());
+  joined.insert(joined.end(), b.begin(), b.end());
+  for (array_codec how : {array_codec{codec::raw, 0}, array_codec{codec::zstd, 3}}) {
+    auto w1 = writer::create_in_memory(fast());
+    auto w2 = writer::create_in_memory(fast());
+    ASSERT_OK(w1);
+    ASSERT_OK(w2);
+    std::span<const std::byte> pieces[] = {a, pad, b, std::span<const std::byte>()};
+    ASSERT_OK(w1->add_bytes("pool", pieces, how));
+    const std::uint64_t shape[] = {joined.size()};
+    ASSERT_OK(w2->add_array("pool", dtype::uint8, shape, joined, how));
+    ASSERT_OK(w1->commit());
+    ASSERT_OK(w2->commit());
+    EXPECT_EQ(w1->take_bytes(), w2->take_bytes());
+  }
+  auto w = writer::create_in_memory(fast());
+  ASSERT_OK(w);
+  ASSERT_OK(w->add_bytes("empty", std::span<const std::span<const std::byte>>()));
+  auto f = reopen(*w);
+  EXPECT_EQ(f.arrays()[0].decoded_length, 0u);
+  EXPECT_EQ(f.arrays()[0].type, dtype::uint8);
+}

@@ -170,7 +170,8 @@ def test_reencode_options(tmp_path):
     est = ensemble.RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     a = tmp_path / "a.vit"
     vitrify.dump(est, a)
-    for kw in ({"codec": "zstd", "level": 5}, {"inline_max": 0}, {"keysets": False}):
+    for kw in ({"codec": "zstd", "level": 5}, {"inline_max": 0, "pool": False}, {"keysets": False},
+               {"pool": False}):
         b = tmp_path / "b.vit"
         _core.reencode(str(a), str(b), **kw)
         got = vitrify.load(b)
@@ -181,6 +182,8 @@ def test_reencode_options(tmp_path):
         if "inline_max" in kw:
             # every numeric array is in the table: one per tree node array and value array at least
             assert len(info["arrays"]) > 2 * 5
+        assert info["content"]["version"] == (2 if kw.get("pool") is False else 3)
+        assert ("pool" in [x["name"] for x in info["arrays"]]) == (kw.get("pool") is not False)
 
 
 def test_reencode_shared_and_cyclic(tmp_path):
@@ -458,7 +461,7 @@ def test_joblib_mmap_layout_and_large_arrays(tmp_path):
     joblib.dump(est, src)
     mapped = joblib.load(src, mmap_mode="r")  # the file joblib itself maps (reference only)
     info = _convert(src, out)
-    assert info["encoded"]["arrays"] >= 8
+    assert info["encoded"]["pooled_arrays"] >= 8       # node and value arrays of 4 trees
     arrays = vitrify.inspect(out)["arrays"]
     assert any(a["codec"] == "raw" and a["length"] > 1 << 17 for a in arrays)
     got = _quiet_load(out)

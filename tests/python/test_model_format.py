@@ -56,19 +56,91 @@ def test_version_1_files_still_load():
     assert dict(out["c"]) == {"k": 1}
 
 
-def test_dump_packs_the_tree_and_inlines_small_arrays(tmp_path):
+def test_dump_packs_the_tree_and_pools_numeric_arrays(tmp_path):
     obj = {"small": np.arange(5, dtype=np.int16), "big": np.arange(1000.0), "flag": np.array([True, False]),
-           "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "be": np.arange(3, dtype=">f8")}
-    path = tmp_path / "p.vit"
-    vitrify.dump(obj, path, durable=False)
-    info = vitrify.inspect(path)
-    assert info["content"]["version"] == 2 and info["content"]["packed"].name == "content"
-    names = [a["name"] for a in info["arrays"]]
-    assert "content" in names and len(names) == 2      # only "big" is out of line
-    out = vitrify.load(path)
-    for k, v in obj.items():
-        assert out[k].dtype == v.dtype and out[k].shape == v.shape and out[k].tobytes("A") == v.tobytes("A"), k
-        assert out[k].flags.writeable and out[k].flags.f_contiguous == v.flags.f_contiguous, k
+           "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "be": np.arange(3, dtype=">f8"),
+           "empty": np.zeros((0, 3)), "when": np.array(["2020-01-01"], dtype="M8[D]"),
+           "rec": np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]), "text": np.array(["a", "bc"])}
+    for compress in (None, "zstd"):
+        path = tmp_path / "p.vit"
+        vitrify.dump(obj, path, durable=False, compress=compress)
+        info = vitrify.inspect(path)
+        assert info["content"]["version"] == 3 and info["content"]["packed"].name == "content"
+        assert info["content"]["pool"].name == "pool"
+        names = sorted(a["name"] for a in info["arrays"])
+        assert names == ["0", "content", "pool"]       # "0" is the string array
+        for mmap in (True, False):
+            out = vitrify.load(path, mmap=mmap)
+            for k, v in obj.items():
+                assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
+                assert out[k].tobytes("A") == v.tobytes("A"), k
+                assert out[k].flags.writeable and out[k].flags.f_contiguous == v.flags.f_contiguous, k
+            big = out["big"]
+            assert big.ctypes.data % 64 == 0 and out["small"].ctypes.data % 16 == 0
+        # Writes stay private to this process (copy-on-write views of the mapping).
+        out = vitrify.load(path)
+        out["big"][0] = 42.0
+        assert vitrify.load(path)["big"][0] == 0.0
+
+
+def test_a_tree_without_pooled_arrays_stays_version_2(tmp_path):
+    data = vitrify.dumps({"a": [1, 2.5, "x"], "s": np.array(["u"])})
+    f = _core.File.from_bytes(data, True)
+    assert json.loads(f.content_json)["version"] == 2 and "pool" not in f.names()
+    assert vitrify.loads(data)["a"] == [1, 2.5, "x"]
+
+
+def _pooled_file(state, pool: bytes = bytes(64), *, content_extra=None, root=None):
+    """A version-3 file with one pooled array state (or the given root)."""
+    w = _core.Writer.create_in_memory(64)
+    w.add_array("pool", "uint8", [len(pool)], np.frombuffer(pool, np.uint8), "raw", 0, None)
+    body = {"root": root if root is not None else _obj("numpy.ndarray", state)}
+    text = json.dumps(body).encode()
+    w.add_array("content", "uint8", [len(text)], text, "raw", 0, None)
+    content = {"kind": model.CONTENT_KIND, "version": 3, "packed": {"$array": "content"},
+               "pool": {"$array": "pool"}}
+    content.update(content_extra or {})
+    w.set_content(json.dumps(content))
+    w.commit()
+    return w.take_bytes()
+
+
+def test_pooled_arrays_are_checked(tmp_path):
+    pool = np.arange(8, dtype="<f8").tobytes() + bytes([0, 1, 2, 0]) + bytes(12)
+    good = _pooled_file({"p": [16, 16], "t": "<f8", "s": [2]}, pool)
+    assert vitrify.loads(good).tolist() == [2.0, 3.0]
+    path = tmp_path / "case.vit"
+    path.write_bytes(good)
+    assert _core.object_graph_names(str(path))[0] == []      # the C++ runtime's reader
+    cases = {
+        "size": {"p": [0, 16], "t": "<f8", "s": [3]},
+        "outside": {"p": [80, 16], "t": "<f8", "s": [2]},
+        "negative": {"p": [-16, 16], "t": "<f8", "s": [2]},
+        "huge": {"p": [16, 2 ** 62], "t": "<f8", "s": [2 ** 59]},
+        "misaligned": {"p": [8, 8], "t": "<f8", "s": [1]},
+        "bool": {"p": [64, 3], "t": "|b1", "s": [3]},
+        "object": {"p": [0, 8], "t": "|O", "s": [1]},
+        "unicode": {"p": [0, 8], "t": "<U2", "s": [1]},
+        "ref": {"p": {"$array": "pool"}, "t": "<f8", "s": [2]},
+        "ref3": {"p": [0, 8, 1], "t": "<f8", "s": [1]},
+        "pool-as-array": {"d": {"$array": "pool"}},
+    }
+    for name, state in cases.items():
+        with pytest.raises(vitrify.FormatError):
+            vitrify.loads(_pooled_file(state, pool))
+        # The C++ runtime's reader applies the same checks.
+        path.write_bytes(_pooled_file(state, pool))
+        with pytest.raises(vitrify.VitrifyError):
+            _core.object_graph_names(str(path))
+    with pytest.raises(vitrify.FormatError):      # pooled state without a pool
+        data = _file({"kind": model.CONTENT_KIND, "version": 3, "packed": {"$array": "content"}},
+                     packed={"root": _obj("numpy.ndarray", {"p": [0, 8], "t": "<f8", "s": [1]})})
+        vitrify.loads(data)
+    with pytest.raises(vitrify.FormatError):      # the pool is the packed tree
+        vitrify.loads(_pooled_file({"p": [0, 8], "t": "<f8", "s": [1]}, pool,
+                                   content_extra={"pool": {"$array": "content"}}))
+    with pytest.raises(vitrify.FormatError):      # a version-2 file cannot use the pool
+        vitrify.loads(_pooled_file({"p": [0, 8], "t": "<f8", "s": [1]}, pool, content_extra={"version": 2}))
 
 
 def test_packed_names_are_checked_and_header_root_is_ignored():

@@ -77,7 +77,8 @@ class convert_command final : public command {
                 << ",\"input_bytes\":" << i.input_bytes << ",\"output_bytes\":" << i.output_bytes
                 << ",\"sha256\":" << (i.sha256.empty() ? "null" : json_string(i.sha256))
                 << ",\"checked\":" << (i.checked ? "true" : "false") << ",\"arrays\":" << i.encoded.arrays
-                << ",\"inline_arrays\":" << i.encoded.inline_arrays << ",\"array_bytes\":" << i.encoded.array_bytes
+                << ",\"inline_arrays\":" << i.encoded.inline_arrays << ",\"pooled_arrays\":" << i.encoded.pooled_arrays
+                << ",\"array_bytes\":" << i.encoded.array_bytes
                 << ",\"types\":[" << types << "]}\n";
       return exit_ok;
     }
@@ -86,8 +87,9 @@ class convert_command final : public command {
     out += "  format:     " + std::string(legacy::format_name(i.format)) + "\n";
     out += "  estimator:  " + i.estimator + "\n";
     out += "  fitted with scikit-learn " + (i.sklearn_version.empty() ? std::string("(version not recorded)") : i.sklearn_version) + "\n";
-    out += "  arrays:     " + std::to_string(i.encoded.arrays) + " in the array table, " +
-           std::to_string(i.encoded.inline_arrays) + " inline (" + human_size(i.encoded.array_bytes) + ")\n";
+    out += "  arrays:     " + std::to_string(i.encoded.pooled_arrays) + " in the pool, " + std::to_string(i.encoded.arrays) +
+           " in the array table, " + std::to_string(i.encoded.inline_arrays) + " inline (" +
+           human_size(i.encoded.array_bytes) + ")\n";
     out += "  size:       " + human_size(i.input_bytes) + " -> " + human_size(i.output_bytes) + "\n";
     if (!i.sha256.empty()) out += "  sha256:     " + i.sha256 + " (of the input)\n";
     out += std::string("  check:      ") +
