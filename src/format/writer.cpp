@@ -105,12 +105,12 @@ struct writer::impl {
       mem.insert(mem.end(), p, p + n);
       return {};
     }
-    if (buf.size() + n <= buffer_capacity) {
+    if (n < (64u << 10) && buf.size() + n <= buffer_capacity) {
       buf.insert(buf.end(), p, p + n);
       return {};
     }
     VITRIFY_TRY(flush());
-    if (n >= buffer_capacity) return raw_write(p, n);  // large: straight from the caller's memory
+    if (n >= (64u << 10)) return raw_write(p, n);  // large: straight from the caller's memory
     buf.insert(buf.end(), p, p + n);
     return {};
   }
@@ -135,9 +135,19 @@ struct writer::impl {
     XXH3_64bits_reset(st);
     std::uint64_t start = pos;
     if (how.codec == codec::raw) {
+      if (in_memory && mem.capacity() - mem.size() < decoded) {
+        std::uint64_t want = 0;
+        if (!detail::add_overflow(static_cast<std::uint64_t>(mem.size()), decoded, &want))
+          mem.reserve(static_cast<std::size_t>(std::max<std::uint64_t>(want, 2 * static_cast<std::uint64_t>(mem.capacity()))));
+      }
+      // Hash and write in chunks that stay in the CPU cache between the two passes.
+      constexpr std::size_t chunk = 256u << 10;
       for (auto p : pieces) {
-        XXH3_64bits_update(st, p.data(), p.size());
-        VITRIFY_TRY(emit(p.data(), p.size()));
+        for (std::size_t off = 0; off < p.size(); off += chunk) {
+          const std::size_t n = std::min(chunk, p.size() - off);
+          XXH3_64bits_update(st, p.data() + off, n);
+          VITRIFY_TRY(emit(p.data() + off, n));
+        }
       }
     } else {
       if (!cctx) cctx = ZSTD_createCCtx();
