@@ -4,7 +4,9 @@ every family the C++ runtime implements, saved with vitrify.dump (raw and zstd).
 
 Kept small (few rows and features, shallow trees) so each seed fits libFuzzer's -max_len.
 Existing seeds are never rewritten (a file that exists is skipped), so running it again only
-adds seeds for estimators that are new.
+adds seeds for estimators that are new. The seeds without a suffix were written with object
+encoding version 2; the `-v3` seeds (version 3, arrays pooled) are copies of
+tests/vectors/models/content_v3/.
 """
 import pathlib
 import warnings

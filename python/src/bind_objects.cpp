@@ -346,6 +346,13 @@ class builder {
     bad("invalid numpy.ndarray state");
   }
 
+  struct dtype_info {
+    bool ok = false;              // numeric, datetime or plain structured: may come from bytes
+    bool is_bool = false;
+    std::uint64_t itemsize = 0;
+    std::string str;              // for messages
+  };
+
   // An array stored in the pool (version 3): {"p": [offset, nbytes], "t": dtype, "s": shape}.
   nb::object pooled(const value& p, const value* t, const value* s, bool fortran) {
     if (!pool_held_) bad("the file has pooled arrays but no array pool");
@@ -354,13 +361,10 @@ class builder {
     if (!t) bad("pooled array without dtype");
     const std::int64_t off = p.items()[0].as_int(), n = p.items()[1].as_int();
     nb::object dt = dtype(*t);
-    const bool hasobject = nb::cast<bool>(dt.attr("hasobject"));
-    const std::string kind = nb::cast<std::string>(dt.attr("kind"));
-    const bool plain = dt.attr("fields").is_none();
-    if (hasobject || (plain && std::string("biufcmM").find(kind) == std::string::npos))
-      bad("pooled arrays cannot have dtype " + nb::cast<std::string>(nb::str(dt)));
+    const dtype_info& di = describe(dt);
+    if (!di.ok) bad("pooled arrays cannot have dtype " + di.str);
     nb::object shp = shape(s);
-    const auto itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
+    const std::uint64_t itemsize = di.itemsize;
     const std::uint64_t want = product(s);
     if (n < 0 || off < 0 || (itemsize != 0 && want > UINT64_MAX / itemsize) ||
         static_cast<std::uint64_t>(n) != want * itemsize)
@@ -369,14 +373,30 @@ class builder {
     if (static_cast<std::uint64_t>(off) > size || static_cast<std::uint64_t>(n) > size - static_cast<std::uint64_t>(off))
       bad("pooled array lies outside the array pool");
     if (n != 0 && off % 16 != 0) bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
-    if (kind == "b") {
+    if (di.is_bool) {
       const auto* q = static_cast<const unsigned char*>(pool_view_.buf) + off;
       for (std::int64_t i = 0; i < n; ++i)
         if (q[i] > 1) bad("bool array holds a byte other than 0 or 1");
     }
     if (itemsize == 0) bad("pooled arrays cannot have a zero-size dtype");
-    nb::object a = frombuffer_(pool_, dt, nb::int_(n / static_cast<std::int64_t>(itemsize)), nb::int_(off)).attr("reshape")(shp);
+    nb::object flat = frombuffer_(pool_, dt, nb::int_(n / static_cast<std::int64_t>(itemsize)), nb::int_(off));
+    nb::object a = check(PyObject_CallMethodOneArg(flat.ptr(), s_reshape_.ptr(), shp.ptr()));
     return fortran ? a.attr("T") : a;
+  }
+
+  // Facts about a dtype object (the dtype caches keep them alive for the whole build).
+  const dtype_info& describe(const nb::object& dt) {
+    auto it = dtype_info_cache_.find(dt.ptr());
+    if (it != dtype_info_cache_.end() && it->second.first.is(dt)) return it->second.second;
+    dtype_info di;
+    const bool hasobject = nb::cast<bool>(dt.attr("hasobject"));
+    const std::string kind = nb::cast<std::string>(dt.attr("kind"));
+    const bool plain = dt.attr("fields").is_none();
+    di.ok = !hasobject && !(plain && std::string("biufcmM").find(kind) == std::string::npos);
+    di.is_bool = kind == "b";
+    di.itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
+    di.str = nb::cast<std::string>(nb::str(dt));
+    return dtype_info_cache_.insert_or_assign(dt.ptr(), std::make_pair(dt, di)).first->second.second;
   }
 
   nb::object scalar(const value& st) {
@@ -422,31 +442,30 @@ class builder {
     auto reg = [&](const nb::object& o) {
       if (sid) shared_[*sid] = o;
     };
-    if (tname == "numpy.ndarray") {
+    const type_info& ti = info(tname);
+    if (ti.kind == type_info::ndarray) {
       nb::object o = ndarray(st);
       reg(o);
       return o;
     }
-    if (tname == "numpy.generic") {
+    if (ti.kind == type_info::scalar) {
       nb::object o = scalar(st);
       reg(o);
       return o;
     }
-    if (tname == "vitrify.global") {
+    if (ti.kind == type_info::global) {
       if (!st.is(K::string)) bad("vitrify.global state must be a name");
       nb::object o = resolved_[nb::str(st.as_string().c_str())];
       reg(o);
       return o;
     }
-    nb::object sp = nb::borrow(PyDict_GetItemString(special_.ptr(), tname.c_str()));
-    if (sp.is_valid()) {
-      nb::object o = sp(dec(st));
+    if (ti.special) {
+      nb::object o = nb::borrow(ti.special)(dec(st));
       reg(o);
       return o;
     }
-    PyObject* target_p = PyDict_GetItemString(resolved_.ptr(), tname.c_str());
-    if (!target_p) bad("type " + tname + " was not resolved");
-    nb::handle target(target_p);
+    if (!ti.target) bad("type " + tname + " was not resolved");
+    nb::handle target(ti.target);
     if (!st.is(K::dict)) bad("object state of " + tname + " must be a dict");
     nb::object args;
     if (const value* a = st.get("a")) {
@@ -490,9 +509,9 @@ class builder {
       } else {
         state = dec(*s);
       }
-      if (tname == "sklearn.tree._tree.Tree") validate_tree_state(state, args);
+      if (ti.kind == type_info::tree) validate_tree_state(state, args);
       if (!default_setstate(obj)) {
-        obj.attr("__setstate__")(state);
+        check(PyObject_CallMethodOneArg(obj.ptr(), s_setstate_.ptr(), state.ptr()));
       } else {
         nb::object slotstate;
         if (PyTuple_Check(state.ptr()) && PyTuple_GET_SIZE(state.ptr()) == 2) {
@@ -526,15 +545,47 @@ class builder {
         if (PyObject_SetItem(obj.ptr(), key.ptr(), val.ptr()) != 0) throw nb::python_error();
       }
     }
-    if (tname == kPredictor) {
+    if (ti.kind == type_info::predictor) {
       if (!validate_predictor(obj, -1)) validate_object_fn_(tname, obj);
-    } else if (tname == "sklearn.ensemble.HistGradientBoostingClassifier" ||
-               tname == "sklearn.ensemble.HistGradientBoostingRegressor") {
+    } else if (ti.kind == type_info::hgb) {
       if (!validate_hgb(obj)) validate_object_fn_(tname, obj);
-    } else if (PySet_Contains(validated_.ptr(), nb::str(tname.c_str()).ptr()) == 1 || tname.rfind("scipy.sparse.", 0) == 0) {
+    } else if (ti.validated) {
       validate_object_fn_(tname, obj);
     }
     return obj;
+  }
+
+  // What object() needs to know about a type name, looked up once per name and build.
+  struct type_info {
+    enum kind_t { generic, ndarray, scalar, global, tree, predictor, hgb } kind = generic;
+    PyObject* special = nullptr;  // builder of a special type (borrowed from ctx.special)
+    PyObject* target = nullptr;   // the resolved class or function (borrowed from resolved)
+    bool validated = false;       // a Python validator runs on the built object
+  };
+
+  const type_info& info(const std::string& tname) {
+    auto it = type_cache_.find(tname);
+    if (it != type_cache_.end()) return it->second;
+    type_info ti;
+    if (tname == "numpy.ndarray") ti.kind = type_info::ndarray;
+    else if (tname == "numpy.generic") ti.kind = type_info::scalar;
+    else if (tname == "vitrify.global") ti.kind = type_info::global;
+    else {
+      if (tname == "sklearn.tree._tree.Tree") ti.kind = type_info::tree;
+      else if (tname == kPredictor) ti.kind = type_info::predictor;
+      else if (tname == "sklearn.ensemble.HistGradientBoostingClassifier" ||
+               tname == "sklearn.ensemble.HistGradientBoostingRegressor")
+        ti.kind = type_info::hgb;
+      nb::str key(tname.c_str(), tname.size());
+      ti.special = PyDict_GetItemWithError(special_.ptr(), key.ptr());
+      if (!ti.special && PyErr_Occurred()) throw nb::python_error();
+      ti.target = PyDict_GetItemWithError(resolved_.ptr(), key.ptr());
+      if (!ti.target && PyErr_Occurred()) throw nb::python_error();
+      const int v = PySet_Contains(validated_.ptr(), key.ptr());
+      if (v < 0) throw nb::python_error();
+      ti.validated = v == 1 || tname.rfind("scipy.sparse.", 0) == 0;
+    }
+    return type_cache_.emplace(tname, ti).first->second;
   }
 
   static constexpr const char* kPredictor = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor";
@@ -741,6 +792,10 @@ class builder {
       frombuffer_, placeholder_, object_setstate_, pool_;
   Py_buffer pool_view_{};
   bool pool_held_ = false;
+  std::unordered_map<std::string, type_info> type_cache_;
+  std::unordered_map<PyObject*, std::pair<nb::object, dtype_info>> dtype_info_cache_;
+  nb::object s_setstate_ = nb::steal(PyUnicode_InternFromString("__setstate__"));
+  nb::object s_reshape_ = nb::steal(PyUnicode_InternFromString("reshape"));
   std::unordered_map<std::int64_t, nb::object> shared_;
   std::unordered_map<std::string, nb::object> dtype_str_cache_;
   std::unordered_map<std::int64_t, nb::object> dtype_idx_cache_;

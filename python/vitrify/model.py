@@ -654,13 +654,17 @@ class _Encoder:
         self.type_names.add(tname)
         spec["type"] = tname
         if state is not None:
-            if (self.use_keysets and type(state) is dict and state
-                    and id(state) not in self.memo
-                    and all(type(k) is str for k in state)):
+            k = None
+            if self.use_keysets and type(state) is dict and state and id(state) not in self.memo:
+                ks = tuple(state)
+                k = self.keysets.get(ks)        # a key list already seen is all str
+                if k is None and all(type(x) is str for x in ks):
+                    k = self._keyset(ks)
+            if k is not None:
                 # A dict state as a shared key list + its values (estimators of a forest all
                 # have the same keys).
                 self.memo[id(state)] = [state, _KEYSET, None]
-                out["k"] = self._keyset(tuple(state))
+                out["k"] = k
                 out["s"] = [enc(v) for v in state.values()]
             else:
                 out["s"] = enc(state)
