@@ -1905,7 +1905,7 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     if check_env:
         env_text = f.environment_json
         if env_text and env_text != "null":
-            check_environment(json.loads(env_text), stacklevel=4)
+            check_environment(json.loads(env_text), stacklevel=5)  # check_environment, _load_inner, _load, load(s), caller
     try:
         tree = c.get("$tree")
         if tree is not None:

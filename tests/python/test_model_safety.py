@@ -276,3 +276,18 @@ def test_environment_is_recorded_and_checked(tmp_path):
         assert p in env["packages"]
     with pytest.warns(vitrify.EnvironmentMismatchWarning, match="scikit-learn: saved with 0.1, running"):
         model.check_environment({**env, "packages": {**env["packages"], "scikit-learn": "0.1"}})
+
+
+def test_environment_warning_points_at_the_caller(tmp_path, monkeypatch):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    real = model.current_environment
+    monkeypatch.setattr(model, "current_environment",
+                        lambda: {**real(), "packages": {**real()["packages"], "scikit-learn": "0.1"}})
+    path = tmp_path / "old.vit"
+    vitrify.dump(LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True)), path)
+    monkeypatch.setattr(model, "current_environment", real)
+    for call in (lambda: vitrify.load(path), lambda: vitrify.loads(path.read_bytes())):
+        with pytest.warns(vitrify.EnvironmentMismatchWarning) as caught:
+            call()
+        assert caught[0].filename == __file__      # the user's line, not vitrify's
