@@ -6,7 +6,7 @@ BUILD := build
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all setup build cpp python test test-cpp test-python test-asan fuzz fuzz-build demo bench bench-native bench-tensors clean
+.PHONY: all setup build cpp python test test-cpp test-python test-asan fuzz fuzz-build demo bench bench-models bench-native bench-tensors clean
 
 all: build
 
@@ -73,6 +73,11 @@ bench: build
 	@$(PY) bench/bench_arrays.py --size-mib 1024 --markdown docs/BENCHMARKS.md
 
 # Native inference (issue 4): C++ runtime vs scikit-learn; writes its section of docs/BENCHMARKS.md.
+# scikit-learn models against pickle, joblib and skops (about 15 minutes): rewrites its section of
+# docs/BENCHMARKS.md and docs/benchmarks/models_load.png.
+bench-models: build
+	@$(PY) bench/bench_models.py
+
 BENCH_BUILD := build-bench
 bench-native: python
 	@$(CMAKE) -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DVITRIFY_BUILD_BENCH=ON -DVITRIFY_BUILD_TOOLS=ON -DVITRIFY_BUILD_TESTS=OFF -DVITRIFY_INSTALL=OFF > $(BENCH_BUILD).configure.log 2>&1 || (cat $(BENCH_BUILD).configure.log; exit 1)

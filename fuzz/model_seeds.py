@@ -50,8 +50,9 @@ def estimators():
                                          remainder="passthrough")
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def fitted(skip=lambda stem: False):
+    """Yield (file stem, compression, fitted estimator) for every seed, raw and zstd, fitted on
+    the seeds' fixed data. ``skip(stem)`` avoids fitting for files that already exist."""
     rng = np.random.RandomState(0)
     X = rng.rand(30, 4)
     X[:, 2] = rng.randint(0, 3, 30)
@@ -61,13 +62,19 @@ def main() -> None:
         warnings.simplefilter("ignore")
         for name, est in estimators():
             for comp in (None, "zstd"):
-                path = OUT / f"{name}{'-zstd' if comp else ''}.vit"
-                if path.exists():
+                stem = f"{name}{'-zstd' if comp else ''}"
+                if skip(stem):
                     continue
                 target = yr if name.endswith("_reg") or name in ("ridge", "linreg", "svr_poly") else y
-                est.fit(X, target)
-                vitrify.dump(est, path, compress=comp, durable=False)
-                print("wrote", path.relative_to(ROOT), path.stat().st_size)
+                yield stem, comp, est.fit(X, target)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for stem, comp, est in fitted(lambda stem: (OUT / f"{stem}.vit").exists()):
+        path = OUT / f"{stem}.vit"
+        vitrify.dump(est, path, compress=comp, durable=False)
+        print("wrote", path.relative_to(ROOT), path.stat().st_size)
 
 
 if __name__ == "__main__":

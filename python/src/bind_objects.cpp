@@ -287,18 +287,15 @@ class builder {
     if (const value* b = st.get("b"); b && b->is(K::string)) {
       if (!t) bad("inline array without dtype");
       nb::object dt = dtype(*t);
-      const bool hasobject = nb::cast<bool>(dt.attr("hasobject"));
-      const std::string kind = nb::cast<std::string>(dt.attr("kind"));
-      const bool plain = dt.attr("fields").is_none();
-      if (hasobject || (plain && std::string("biufcmM").find(kind) == std::string::npos))
-        bad("inline arrays cannot have dtype " + nb::cast<std::string>(nb::str(dt)));
+      const dtype_info& di = describe(dt);
+      if (!di.ok) bad("inline arrays cannot have dtype " + di.str);
       const value* s = st.get("s");
       nb::object shp = shape(s);
       nb::object raw = b64_bytearray(b->as_string());
-      const std::uint64_t n = product(s) * nb::cast<std::uint64_t>(dt.attr("itemsize"));
+      const std::uint64_t n = product(s) * di.itemsize;
       const auto len = static_cast<std::uint64_t>(PyByteArray_GET_SIZE(raw.ptr()));
       if (len != n) bad("inline array size does not match dtype and shape");
-      if (kind == "b") {
+      if (di.is_bool) {
         const char* p = PyByteArray_AS_STRING(raw.ptr());
         for (std::uint64_t i = 0; i < len; ++i)
           if (static_cast<unsigned char>(p[i]) > 1) bad("bool array holds a byte other than 0 or 1");

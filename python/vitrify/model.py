@@ -1007,20 +1007,8 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
     b = st.get("b")
     if type(b) is str:
         # Small numeric array stored inline (version 2).
-        dt = d.dtype(st["t"])
-        if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
-            raise FormatError(f"inline arrays cannot have dtype {dt}")
-        shape = _shape(st["s"])
-        raw = bytearray(base64.b64decode(b, validate=True))
-        n = dt.itemsize
-        for s in shape:
-            n *= s
-        if len(raw) != n:
-            raise FormatError("inline array size does not match dtype and shape")
-        if dt.kind == "b" and raw and max(raw) > 1:
-            raise FormatError("bool array holds a byte other than 0 or 1")
-        a = np.frombuffer(raw, dtype=dt).reshape(shape)
-        return a.T if st.get("o") == "F" else a
+        raw = np.frombuffer(bytearray(base64.b64decode(b, validate=True)), dtype=np.uint8)
+        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F", "inline")
     p = st.get("p")
     if p is not None:
         # An array of the pool (version 3).
@@ -1063,17 +1051,25 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
     raise FormatError("invalid numpy.ndarray state")
 
 
-def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
-    """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
+def _byte_array(f: Any, name: Any, what: str) -> tuple[int, dict]:
+    """Index and info of the 1-D uint8 array ``name`` (the packed tree or the pool)."""
     if type(name) is not str:
-        raise FormatError("the file has pooled arrays but no array pool")
+        raise FormatError(f"invalid reference to {what}")
     try:
         i = f.find(name)
     except VitrifyError:
-        raise FormatError(f"the array pool {name!r} is not in the file") from None
+        raise FormatError(f"{what} {name!r} is not in the file") from None
     info = f.array_info(i)
     if info["dtype"] != "uint8" or len(info["shape"]) != 1:
-        raise FormatError("the array pool must be a 1-D uint8 array")
+        raise FormatError(f"{what} must be a 1-D uint8 array")
+    return i, info
+
+
+def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
+    """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
+    if name is None:
+        raise FormatError("the file has pooled arrays but no array pool")
+    i, info = _byte_array(f, name, "the array pool")
     if mmap and info["codec"] == "raw":
         return _arrays._load_array(f, i, info, True, False)
     # Decoded into fresh memory aligned like the file's arrays (64 bytes): pooled arrays of
@@ -1090,19 +1086,23 @@ def _pooled_array(pool: np.ndarray, ref: Any, dt: np.dtype, shape: tuple, fortra
     if not (type(ref) is list and len(ref) == 2 and type(ref[0]) is int and type(ref[1]) is int):
         raise FormatError("a pooled array reference must be [offset, nbytes]")
     off, n = ref
-    if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
-        raise FormatError(f"pooled arrays cannot have dtype {dt}")
-    want = dt.itemsize
-    for x in shape:
-        want *= x
-    if n != want:
-        raise FormatError("pooled array size does not match dtype and shape")
     if off < 0 or n < 0 or off > pool.size - n:
         raise FormatError("pooled array lies outside the array pool")
     if n and off % _POOL_ALIGN:
         raise FormatError(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
-    raw = pool[off:off + n]
-    if dt.kind == "b" and n and int(raw.max()) > 1:
+    return _from_bytes(pool[off:off + n], dt, shape, fortran, "pooled")
+
+
+def _from_bytes(raw: np.ndarray, dt: np.dtype, shape: tuple, fortran: bool, what: str) -> np.ndarray:
+    """A numeric or plain structured array viewing ``raw`` (uint8, the stored C-order bytes)."""
+    if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
+        raise FormatError(f"{what} arrays cannot have dtype {dt}")
+    want = dt.itemsize
+    for x in shape:
+        want *= x
+    if raw.size != want:
+        raise FormatError(f"{what} array size does not match dtype and shape")
+    if dt.kind == "b" and raw.size and int(raw.max()) > 1:
         raise FormatError("bool array holds a byte other than 0 or 1")
     a = raw.view(dt).reshape(shape)
     return a.T if fortran else a
@@ -1681,15 +1681,7 @@ def dumps(obj: Any, *, compress: Any = None, metadata: Any = None) -> bytes:
 
 
 def _packed_bytes(f: Any, name: Any) -> bytes | bytearray:
-    if type(name) is not str:
-        raise FormatError("invalid packed content reference")
-    try:
-        i = f.find(name)
-    except VitrifyError:
-        raise FormatError(f"the packed object tree {name!r} is not in the file") from None
-    info = f.array_info(i)
-    if info["dtype"] != "uint8" or len(info["shape"]) != 1:
-        raise FormatError("the packed object tree must be a 1-D uint8 array")
+    i, info = _byte_array(f, name, "the packed object tree")
     if info["codec"] == "raw":
         return f.view(i, True).tobytes()         # checksum verified
     buf = bytearray(int(info["decoded_length"]))

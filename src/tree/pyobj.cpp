@@ -313,6 +313,32 @@ class decoder {
     return n;
   }
 
+  // A numeric or plain structured array from its stored bytes (inline or pooled, C order of the
+  // stored shape): bool bytes checked, big-endian data swapped into a private copy.
+  result<void> fixed_size(ndarray& a, const dtype_desc& dt, std::vector<std::int64_t> shape, std::span<const std::byte> bytes,
+                          std::shared_ptr<const void> owner, bool fortran) {
+    if (dt.kind == 'b')
+      for (std::byte x : bytes)
+        if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
+    a.dtype = dt.str;
+    a.itemsize = dt.itemsize;
+    a.fields = dt.fields;
+    a.shape = std::move(shape);
+    a.data = bytes;
+    a.owner = std::move(owner);
+    if (dt.big_endian) {
+      auto buf = std::make_shared<std::vector<std::byte>>(bytes.begin(), bytes.end());
+      byteswap_inplace(buf->data(), a.count(), dt.kind == 'c' ? dt.itemsize / 2 : dt.itemsize);
+      a.data = std::span<const std::byte>(buf->data(), buf->size());
+      a.owner = buf;
+    }
+    if (fortran) {
+      std::reverse(a.shape.begin(), a.shape.end());
+      a.fortran = true;
+    }
+    return {};
+  }
+
   result<void> ndarray_node(node& out, const value& st, std::uint32_t depth) {
     if (!st.is(value::kind::dict)) return bad("invalid numpy.ndarray state");
     auto key = [&](const char* v2, const char* v1) { return dget(st, v1_ ? v1 : v2); };
@@ -332,22 +358,8 @@ class decoder {
       auto raw = b64_decode(b->as_string());
       if (!raw) return std::move(raw).err();
       if (raw->size() != product(*shape) * dt->itemsize) return bad("inline array size does not match dtype and shape");
-      if (dt->kind == 'b')
-        for (std::byte x : *raw)
-          if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
       auto buf = std::make_shared<std::vector<std::byte>>(std::move(raw).value());
-      if (dt->big_endian) byteswap_inplace(buf->data(), product(*shape), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
-      a.dtype = dt->str;
-      a.itemsize = dt->itemsize;
-      a.fields = dt->fields;
-      a.shape = std::move(shape).value();
-      a.data = std::span<const std::byte>(buf->data(), buf->size());
-      a.owner = buf;
-      if (fortran) {
-        std::reverse(a.shape.begin(), a.shape.end());
-        a.fortran = true;
-      }
-      return {};
+      return fixed_size(a, *dt, std::move(shape).value(), std::span<const std::byte>(buf->data(), buf->size()), buf, fortran);
     }
     if (const value* p = v1_ ? nullptr : dget(st, "p")) {
       // Version 3: {"p": [offset, nbytes], "t": dtype, "s": shape}, bytes in the pool.
@@ -370,26 +382,7 @@ class decoder {
         return bad("pooled array lies outside the array pool");
       if (n != 0 && off % 16 != 0) return bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
       auto bytes = pool_.subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(n));
-      if (dt->kind == 'b')
-        for (std::byte x : bytes)
-          if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
-      a.dtype = dt->str;
-      a.itemsize = dt->itemsize;
-      a.fields = dt->fields;
-      a.shape = std::move(shape).value();
-      a.data = bytes;
-      a.owner = pool_owner_;
-      if (dt->big_endian) {
-        auto buf = std::make_shared<std::vector<std::byte>>(bytes.begin(), bytes.end());
-        byteswap_inplace(buf->data(), count, dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
-        a.data = std::span<const std::byte>(buf->data(), buf->size());
-        a.owner = buf;
-      }
-      if (fortran) {
-        std::reverse(a.shape.begin(), a.shape.end());
-        a.fortran = true;
-      }
-      return {};
+      return fixed_size(a, *dt, std::move(shape).value(), bytes, pool_owner_, fortran);
     }
     if (const value* d = key("d", "data")) {
       auto fa = find_array(*d);

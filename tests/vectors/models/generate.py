@@ -3,8 +3,8 @@
 and what loading them must give (expected.json).
 
 - content_v2/: files written by vitrify 0.1.0 with object encoding version 2 (numeric arrays
-  inline or one array of the file each). They were the model fuzzer's seeds
-  (fuzz/corpus/model/, written by fuzz/model_seeds.py) and are copied from there.
+  inline or one array of the file each): the model fuzzer's seeds as they were then
+  (fuzz/corpus/model/, written by fuzz/model_seeds.py), copied once. Complete: never added to.
 - content_v3/: the same estimators written with version 3 (arrays pooled in one array).
 - expected.json: per file, the outputs of predict / predict_proba / decision_function /
   transform / score_samples (whichever the estimator has) on the fixed input X below, computed
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sys
 import warnings
 
@@ -59,30 +58,13 @@ def main() -> int:
     import vitrify
     import model_seeds
 
-    v2 = HERE / "content_v2"
     v3 = HERE / "content_v3"
-    v2.mkdir(exist_ok=True)
     v3.mkdir(exist_ok=True)
-    for src in sorted((ROOT / "fuzz" / "corpus" / "model").glob("*.vit")):
-        dst = v2 / src.name
-        if not dst.exists():
-            shutil.copyfile(src, dst)
-    # Version 3: refit the seeds' estimators exactly as fuzz/model_seeds.py does.
-    rng = np.random.RandomState(0)
-    X = rng.rand(30, 4)
-    X[:, 2] = rng.randint(0, 3, 30)
-    y = (X[:, 0] + X[:, 1] > 1).astype(int)
-    yr = X[:, 0] * 2 + X[:, 3]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, est in model_seeds.estimators():
-            for comp in (None, "zstd"):
-                path = v3 / f"{name}{'-zstd' if comp else ''}.vit"
-                if path.exists():
-                    continue
-                target = yr if name.endswith("_reg") or name in ("ridge", "linreg", "svr_poly") else y
-                est.fit(X, target)
-                vitrify.dump(est, path, compress=comp, durable=False)
+    # content_v2/ is complete: it holds the 48 seeds vitrify 0.1.0 wrote with version 2, copied
+    # once from fuzz/corpus/model/ (whose later "-v3" seeds are version 3). Nothing is added there.
+    # Version 3: the seeds' estimators, fitted exactly as fuzz/model_seeds.py fits them.
+    for stem, comp, est in model_seeds.fitted(lambda stem: (v3 / f"{stem}.vit").exists()):
+        vitrify.dump(est, v3 / f"{stem}.vit", compress=comp, durable=False)
     man_path = HERE / "expected.json"
     man = json.loads(man_path.read_text()) if man_path.exists() else {}
     Xe = inputs()
