@@ -411,23 +411,93 @@ static result<void> check_sum(const file& f, std::size_t i) {
   return {};
 }
 
-/// The stored bytes of a zstd array must be ordinary zstd frames end to end: skippable frames
-/// (which decoders ignore) would be a place to hide bytes, so they are refused.
+/// Walks one zstd frame's header and block headers (RFC 8878 section 3.1.1) without decoding,
+/// and returns its size in bytes. The frame rules are checked here, by the format, rather than
+/// left to whichever libzstd is installed: libzstd releases differ in what they tolerate (1.5.4
+/// refuses a block larger than the window that 1.5.7 accepts), and a file must mean the same
+/// thing everywhere. See docs/FORMAT.md section 10.
+static result<std::size_t> walk_frame(std::span<const std::byte> in, const std::string& wa) {
+  auto bad = [&](const std::string& why) { return fail(errc::decompress_error, wa + ": zstd frame: " + why); };
+  if (in.size() < 4) return bad("truncated frame header");
+  const std::uint32_t magic = load_u32(in.data());
+  if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) return bad("skippable frame (hidden bytes are not allowed)");
+  if (magic != 0xFD2FB528u) return bad("not a zstd frame (bad magic number)");
+  std::size_t pos = 4;
+  if (pos >= in.size()) return bad("truncated frame header");
+  const unsigned fhd = std::to_integer<unsigned>(in[pos++]);
+  const unsigned fcs_flag = fhd >> 6, single_segment = (fhd >> 5) & 1, reserved = (fhd >> 3) & 1;
+  const unsigned checksum = (fhd >> 2) & 1, dict_flag = fhd & 3;
+  if (reserved) return bad("reserved bit of the frame header descriptor is set");
+  std::uint64_t window = 0;
+  if (!single_segment) {
+    if (pos >= in.size()) return bad("truncated frame header");
+    const unsigned wd = std::to_integer<unsigned>(in[pos++]);
+    const unsigned exponent = wd >> 3, mantissa = wd & 7;
+    if (exponent > 17)  // windowLog 27: the format's window limit
+      return bad("window of 2^" + std::to_string(10 + exponent) + " bytes or more exceeds the 2^27 limit");
+    const std::uint64_t base = std::uint64_t{1} << (10 + exponent);
+    window = base + (base / 8) * mantissa;
+    if (window > (std::uint64_t{1} << 27)) return bad("window exceeds the 2^27 limit");
+  }
+  static constexpr unsigned dict_bytes[4] = {0, 1, 2, 4};
+  if (dict_flag != 0) {
+    if (in.size() - pos < dict_bytes[dict_flag]) return bad("truncated frame header");
+    std::uint32_t id = 0;
+    for (unsigned k = 0; k < dict_bytes[dict_flag]; ++k) id |= std::to_integer<std::uint32_t>(in[pos + k]) << (8 * k);
+    pos += dict_bytes[dict_flag];
+    if (id != 0) return bad("needs dictionary " + std::to_string(id) + " (dictionaries are not part of the format)");
+  }
+  static constexpr unsigned fcs_bytes[4] = {0, 2, 4, 8};
+  const unsigned nfcs = fcs_flag == 0 ? (single_segment ? 1 : 0) : fcs_bytes[fcs_flag];
+  if (in.size() - pos < nfcs) return bad("truncated frame header");
+  std::uint64_t fcs = 0;
+  for (unsigned k = 0; k < nfcs; ++k) fcs |= std::to_integer<std::uint64_t>(in[pos + k]) << (8 * k);
+  if (nfcs == 2) fcs += 256;
+  pos += nfcs;
+  if (single_segment) {
+    if (fcs > (std::uint64_t{1} << 27)) return bad("single-segment frame of " + std::to_string(fcs) + " bytes exceeds the 2^27 window limit");
+    window = fcs;
+  }
+  const std::uint64_t block_max = std::min<std::uint64_t>(window, 128 * 1024);
+  for (;;) {
+    if (in.size() - pos < 3) return bad("truncated block header");
+    const std::uint32_t bh = std::to_integer<std::uint32_t>(in[pos]) | std::to_integer<std::uint32_t>(in[pos + 1]) << 8 |
+                             std::to_integer<std::uint32_t>(in[pos + 2]) << 16;
+    pos += 3;
+    const bool last = bh & 1;
+    const unsigned type = (bh >> 1) & 3;
+    const std::uint32_t size = bh >> 3;
+    if (type == 3) return bad("reserved block type");
+    // Block_Size is the stored size of raw and compressed blocks and the regenerated size of an
+    // RLE block; all three must fit Block_Maximum_Size = min(Window_Size, 128 KiB).
+    if (size > block_max)
+      return bad("block of " + std::to_string(size) + " bytes exceeds the block maximum " + std::to_string(block_max) +
+                 " (min(window " + std::to_string(window) + ", 128 KiB))");
+    const std::size_t stored = type == 1 ? 1 : size;
+    if (in.size() - pos < stored) return bad("truncated block");
+    pos += stored;
+    if (last) break;
+  }
+  if (checksum) {
+    if (in.size() - pos < 4) return bad("truncated content checksum");
+    pos += 4;
+  }
+  return pos;
+}
+
+/// The stored bytes of a zstd array must be ordinary zstd frames end to end, each within the
+/// frame rules of docs/FORMAT.md section 10 (checked by walk_frame, before libzstd sees them).
 static result<void> check_frames(const file& f, std::size_t i) {
   const auto& a = f.arrays()[i];
   auto in = f.stored_bytes(i);
+  const std::string wa = f.name() + ": array \"" + a.name + "\"";
+  if (in.empty()) return fail(errc::decompress_error, wa + ": empty zstd stream");
   std::size_t pos = 0;
   while (pos < in.size()) {
-    const void* p = in.data() + pos;
-    std::size_t rem = in.size() - pos;
-    if (rem >= 4 && (load_u32(in.data() + pos) & 0xFFFFFFF0u) == 0x184D2A50u)  // skippable frame magic
-      return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\" holds a skippable zstd frame (hidden bytes are not allowed)");
-    std::size_t n = ZSTD_findFrameCompressedSize(p, rem);
-    if (ZSTD_isError(n) || n == 0)
-      return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\": corrupt zstd frame: " + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "empty"));
-    pos += n;
+    auto n = walk_frame(in.subspan(pos), wa);
+    if (!n) return std::move(n).err();
+    pos += *n;
   }
-  if (in.empty()) return fail(errc::decompress_error, f.name() + ": array \"" + a.name + "\": empty zstd stream");
   return {};
 }
 

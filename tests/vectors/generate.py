@@ -247,15 +247,36 @@ def _zstd_block(kind: str, chunk: bytes, last: bool) -> bytes:
 
 def zstd_frame(data: bytes, kinds: tuple[str, ...] = ("raw",), chunk: int = 1 << 16, *,
                content_size: Optional[int] = None, single_segment: bool = True, window_log: int = 17,
-               checksum: bool = False, checksum_value: Optional[int] = None) -> bytes:
+               checksum: bool = False, checksum_value: Optional[int] = None, portable: bool = False) -> bytes:
     """One zstd frame holding `data`, split into chunks whose block types cycle through `kinds`
     ("raw", "rle" for chunks of one repeated byte (falls back to raw), "lit").
 
     content_size: the Frame_Content_Size to declare (default: len(data)); single_segment=False
     writes a Window_Descriptor for 2**window_log instead and no content size.
+    portable: keep the frame within the frame rules of docs/FORMAT.md section 10 (every block
+    no larger than min(Window_Size, 128 KiB)): when a single-segment frame would hold a block
+    larger than its content (a literal-only block of a small chunk), write a Window_Descriptor
+    large enough for the largest block, followed by the content size, instead.
     """
     fcs = len(data) if content_size is None else content_size
-    if single_segment:
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
+    blocks = []
+    for k, c in enumerate(chunks):
+        kind = kinds[k % len(kinds)]
+        if kind == "rle" and (not c or c != c[:1] * len(c)):
+            kind = "raw"
+        blocks.append(_zstd_block(kind, c, k == len(chunks) - 1))
+    largest = max(_block_size(b) for b in blocks)
+    if portable and single_segment and largest > fcs:
+        wlog = max(10, (largest - 1).bit_length())
+        if fcs < 256 or fcs >= 2**32:
+            fcs_flag, fcs_bytes = (2, fcs.to_bytes(4, "little")) if fcs < 2**32 else (3, fcs.to_bytes(8, "little"))
+        elif fcs < 65536 + 256:
+            fcs_flag, fcs_bytes = 1, (fcs - 256).to_bytes(2, "little")
+        else:
+            fcs_flag, fcs_bytes = 2, fcs.to_bytes(4, "little")
+        header = bytes([(fcs_flag << 6) | (int(checksum) << 2), (wlog - 10) << 3]) + fcs_bytes
+    elif single_segment:
         if fcs < 256:
             fcs_flag, fcs_bytes = 0, fcs.to_bytes(1, "little")
         elif fcs < 65536 + 256:
@@ -270,13 +291,6 @@ def zstd_frame(data: bytes, kinds: tuple[str, ...] = ("raw",), chunk: int = 1 <<
         assert content_size is None or content_size == -1
         fhd = (0 << 6) | (0 << 5) | (int(checksum) << 2)
         header = bytes([fhd, (window_log - 10) << 3])
-    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
-    blocks = []
-    for k, c in enumerate(chunks):
-        kind = kinds[k % len(kinds)]
-        if kind == "rle" and (not c or c != c[:1] * len(c)):
-            kind = "raw"
-        blocks.append(_zstd_block(kind, c, k == len(chunks) - 1))
     out = ZSTD_MAGIC + header + b"".join(blocks)
     if checksum:
         v = xxhash.xxh64_intdigest(data) & 0xFFFFFFFF if checksum_value is None else checksum_value
@@ -284,11 +298,52 @@ def zstd_frame(data: bytes, kinds: tuple[str, ...] = ("raw",), chunk: int = 1 <<
     return out
 
 
-def zstd_mixed(data: bytes) -> bytes:
+def zstd_mixed(data: bytes, portable: bool = False) -> bytes:
     """Small blocks of every kind, split over two frames (a stream may hold several frames)."""
     half = len(data) // 2
-    return (zstd_frame(data[:half], ("lit", "raw", "rle"), chunk=7) +
-            zstd_frame(data[half:], ("raw", "lit"), chunk=5, checksum=True))
+    return (zstd_frame(data[:half], ("lit", "raw", "rle"), chunk=7, portable=portable) +
+            zstd_frame(data[half:], ("raw", "lit"), chunk=5, checksum=True, portable=portable))
+
+
+def _block_size(block: bytes) -> int:
+    return int.from_bytes(block[:3], "little") >> 3
+
+
+def frame_rule_violations(stream: bytes) -> list[str]:
+    """Where a zstd stream breaks the frame rules of docs/FORMAT.md section 10 (RFC 8878:
+    every block's Block_Size at most Block_Maximum_Size = min(Window_Size, 128 KiB), where a
+    single-segment frame's Window_Size is its content size). Walks headers only."""
+    out, pos, frame = [], 0, 0
+    while pos < len(stream):
+        assert stream[pos:pos + 4] == ZSTD_MAGIC, "not a zstd frame"
+        fhd = stream[pos + 4]
+        pos += 5
+        single, fcs_flag, dict_flag, checksum = (fhd >> 5) & 1, fhd >> 6, fhd & 3, (fhd >> 2) & 1
+        window = 0
+        if not single:
+            wd = stream[pos]
+            pos += 1
+            base_ = 1 << (10 + (wd >> 3))
+            window = base_ + (base_ // 8) * (wd & 7)
+        pos += (0, 1, 2, 4)[dict_flag]
+        nfcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+        fcs = int.from_bytes(stream[pos:pos + nfcs], "little") + (256 if nfcs == 2 else 0)
+        pos += nfcs
+        if single:
+            window = fcs
+        bmax = min(window, 128 * 1024)
+        while True:
+            bh = int.from_bytes(stream[pos:pos + 3], "little")
+            pos += 3
+            btype, size = (bh >> 1) & 3, bh >> 3
+            if size > bmax:
+                out.append(f"frame {frame}: block of {size} bytes > block maximum {bmax}")
+            pos += 1 if btype == 1 else size
+            if bh & 1:
+                break
+        pos += 4 * checksum
+        frame += 1
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,8 +381,8 @@ def str_arr(name: str, shape: list, strings: list[str], **kw) -> Arr:
     return Arr(name, "string", list(shape), string_decoded(strings), strings=list(strings), **kw)
 
 
-def zstd(a: Arr, frame: Optional[bytes] = None, level: int = 3) -> Arr:
-    a.stored = zstd_mixed(a.decoded) if frame is None else frame
+def zstd(a: Arr, frame: Optional[bytes] = None, level: int = 3, portable: bool = False) -> Arr:
+    a.stored = zstd_mixed(a.decoded, portable) if frame is None else frame
     a.codec = "zstd"
     a.level = level
     return a
@@ -498,11 +553,7 @@ def valid_vectors() -> list[Vector]:
         "Every fixed dtype with edge values (extremes, -0, inf, NaN payloads, subnormals) plus a "
         "unicode string array, all raw, alignment 64",
         all_fixed() + [str_arr("string", [13], UNICODE_STRINGS)]))
-    v.append(valid(
-        "dtypes_zstd",
-        "Every dtype zstd-compressed with hand-made frames (raw, RLE and literal-only compressed "
-        "blocks, two frames per array, the second with a content checksum), alignment 64",
-        [zstd(a) for a in all_fixed("z_")] + [zstd(str_arr("z_string", [13], UNICODE_STRINGS))]))
+    v.append(dtypes_zstd(""))
     v.append(valid(
         "dtypes_float8",
         "Format 1.1: both float8 dtypes (float8_e4m3fn, float8_e5m2) with edge values, raw, next "
@@ -510,31 +561,8 @@ def valid_vectors() -> list[Vector]:
         [raw_arr(dt, dt, shape, data) for dt, shape, data in FLOAT8_ARRAYS] +
         [raw_arr("bfloat16", "bfloat16", [5], pack("H", [0x3F80, 0xC000, 0x7F80, 0x0000, 0x7FC0]))],
         top=FLOAT8_TOP + [("arrays", ARRAYS)], minor=1))
-    v.append(valid(
-        "dtypes_float8_zstd",
-        "Format 1.1: both float8 dtypes zstd-compressed with hand-made frames, a 0-d and an empty "
-        "float8 array; required_features [\"dtype_float8\"], minor version 1",
-        [zstd(raw_arr("z_" + dt, dt, shape, data)) for dt, shape, data in FLOAT8_ARRAYS] +
-        [raw_arr("scalar_e4m3fn", "float8_e4m3fn", [], b"\x38"),
-         raw_arr("empty_e5m2", "float8_e5m2", [0, 3], b"")],
-        top=FLOAT8_TOP + [("arrays", ARRAYS)], minor=1))
-    v.append(valid(
-        "zero_d_and_empty",
-        "0-d arrays (shape []), empty arrays (zero-length data, several at the same offset), "
-        "empty and 0-d string arrays, raw and zstd",
-        [
-            raw_arr("scalar_f64", "float64", [], pack("d", [2.5])),
-            raw_arr("scalar_bool", "bool", [], b"\x01"),
-            raw_arr("empty_f32", "float32", [0], b""),
-            raw_arr("empty_2d", "int16", [3, 0], b""),
-            raw_arr("empty_3d", "complex128", [0, 5, 2], b""),
-            str_arr("empty_strings", [0], []),
-            str_arr("scalar_string", [], ["only one"]),
-            zstd(raw_arr("empty_zstd", "uint32", [0], b""), zstd_frame(b"")),
-            zstd(raw_arr("scalar_zstd", "int64", [], pack("q", [-42])), zstd_frame(pack("q", [-42]), ("lit",))),
-            zstd(str_arr("empty_strings_zstd", [2, 0], []), zstd_frame(string_decoded([]), ("rle",))),
-            raw_arr("after_empties", "uint8", [3], b"\x01\x02\x03"),
-        ]))
+    v.append(dtypes_float8_zstd(""))
+    v.append(zero_d_and_empty(""))
     v.append(valid(
         "strings_unicode",
         "String arrays: unicode (combining marks, 4-byte code points, NUL inside, RTL), 2-D, "
@@ -639,12 +667,7 @@ def valid_vectors() -> list[Vector]:
         [raw_arr("a", "uint8", [2], b"\x01\x02")],
         trailer=trailer_block(b"XTEST001", b"opaque body") + trailer_block(b"EMPTY000", b""),
         trailers=["XTEST001", "EMPTY000"]))
-    v.append(valid(
-        "level_and_fields",
-        "The optional 'level' member: a negative (fast) zstd level, and a zstd array without one",
-        [zstd(raw_arr("fast", "int32", [16], int32_ramp(16)), level=-5),
-         zstd(raw_arr("nolevel", "int32", [16], int32_ramp(16)), zstd_frame(int32_ramp(16), ("lit",)),
-              level=None)]))
+    v.append(level_and_fields(""))
     v.append(valid(
         "big_random",
         "A larger file: 256 KiB of pseudo-random uint8 data raw, and 160 KB zstd in 4 big blocks",
@@ -658,9 +681,82 @@ def valid_vectors() -> list[Vector]:
         "the header follows a full page of padding",
         [raw_arr("one", "uint8", [1], b"\x01"), raw_arr("nothing", "float32", [0, 4], b"")],
         alignment=4096))
+    # 2026-12-04: the same four vectors again, with frames within the frame rules (the
+    # originals are reclassified: see RECLASSIFIED).
+    for make in (dtypes_zstd, dtypes_float8_zstd, zero_d_and_empty, level_and_fields):
+        v.append(make(PORTABLE_SUFFIX))
     for x in v:
         x.writer_canonical = x.name in WRITER_CANONICAL
     return v
+
+
+PORTABLE_SUFFIX = "_portable"
+PORTABLE_NOTE = (" (frames within the block-size rule of FORMAT.md section 10: a literal block "
+                 "larger than its frame's content gets a Window_Descriptor)")
+
+
+def _variant(suffix: str, description: str) -> tuple[bool, str]:
+    portable = suffix == PORTABLE_SUFFIX
+    return portable, description + (PORTABLE_NOTE if portable else "")
+
+
+def dtypes_zstd(suffix: str) -> Vector:
+    p, d = _variant(suffix, "Every dtype zstd-compressed with hand-made frames (raw, RLE and literal-only "
+                    "compressed blocks, two frames per array, the second with a content checksum), alignment 64")
+    return valid("dtypes_zstd" + suffix, d,
+                 [zstd(a, portable=p) for a in all_fixed("z_")] +
+                 [zstd(str_arr("z_string", [13], UNICODE_STRINGS), portable=p)])
+
+
+def dtypes_float8_zstd(suffix: str) -> Vector:
+    p, d = _variant(suffix, "Format 1.1: both float8 dtypes zstd-compressed with hand-made frames, a 0-d and an "
+                    "empty float8 array; required_features [\"dtype_float8\"], minor version 1")
+    return valid("dtypes_float8_zstd" + suffix, d,
+                 [zstd(raw_arr("z_" + dt, dt, shape, data), portable=p) for dt, shape, data in FLOAT8_ARRAYS] +
+                 [raw_arr("scalar_e4m3fn", "float8_e4m3fn", [], b"\x38"),
+                  raw_arr("empty_e5m2", "float8_e5m2", [0, 3], b"")],
+                 top=FLOAT8_TOP + [("arrays", ARRAYS)], minor=1)
+
+
+def zero_d_and_empty(suffix: str) -> Vector:
+    p, d = _variant(suffix, "0-d arrays (shape []), empty arrays (zero-length data, several at the same "
+                    "offset), empty and 0-d string arrays, raw and zstd")
+    return valid("zero_d_and_empty" + suffix, d, [
+        raw_arr("scalar_f64", "float64", [], pack("d", [2.5])),
+        raw_arr("scalar_bool", "bool", [], b"\x01"),
+        raw_arr("empty_f32", "float32", [0], b""),
+        raw_arr("empty_2d", "int16", [3, 0], b""),
+        raw_arr("empty_3d", "complex128", [0, 5, 2], b""),
+        str_arr("empty_strings", [0], []),
+        str_arr("scalar_string", [], ["only one"]),
+        zstd(raw_arr("empty_zstd", "uint32", [0], b""), zstd_frame(b"", portable=p)),
+        zstd(raw_arr("scalar_zstd", "int64", [], pack("q", [-42])),
+             zstd_frame(pack("q", [-42]), ("lit",), portable=p)),
+        zstd(str_arr("empty_strings_zstd", [2, 0], []), zstd_frame(string_decoded([]), ("rle",), portable=p)),
+        raw_arr("after_empties", "uint8", [3], b"\x01\x02\x03"),
+    ])
+
+
+def level_and_fields(suffix: str) -> Vector:
+    p, d = _variant(suffix, "The optional 'level' member: a negative (fast) zstd level, and a zstd array "
+                    "without one")
+    return valid("level_and_fields" + suffix, d,
+                 [zstd(raw_arr("fast", "int32", [16], int32_ramp(16)), level=-5, portable=p),
+                  zstd(raw_arr("nolevel", "int32", [16], int32_ramp(16)),
+                       zstd_frame(int32_ramp(16), ("lit",), portable=p), level=None)])
+
+
+#: Vectors published as valid whose zstd frames break the frame rules (FORMAT.md section 10),
+#: now expected to fail verification. Their files and their old descriptions stay; the manifest
+#: lists them under "invalid" with the reason. Corrected copies are the "_portable" vectors.
+RECLASSIFIED_WHY = (
+    "hand-made single-segment zstd frames holding a literal-only compressed block larger than "
+    "the frame's content size, so larger than its Window_Size and Block_Maximum_Size (RFC 8878 "
+    "3.1.1.2.4). libzstd 1.5.4 (Debian 12) rejects them ('Src size is incorrect'), 1.5.7 "
+    "(Debian 13) accepts them: the format now checks the block-size rule itself, so every "
+    "reader rejects them with decompress_error. Corrected copies: the same name + '_portable'.")
+RECLASSIFIED = {n: {"date": "2026-12-04", "was": "valid", "why": RECLASSIFIED_WHY}
+                for n in ("dtypes_zstd", "dtypes_float8_zstd", "zero_d_and_empty", "level_and_fields")}
 
 
 #: Valid vectors whose bytes are exactly what the library's writer produces for the same arrays
@@ -1038,6 +1134,32 @@ def invalid_vectors() -> list[Vector]:
        build([zstd(Arr("s", "string", [3], pack("Q", [0, 5, 3, 8]) + b"abcdefgh"))]), load_error="bad_string_array")
     v_("bool_value_2", "bad_array", "A bool array holding the byte 2",
        build([raw_arr("flags", "bool", [4], b"\x01\x00\x02\x01")]))
+    # 2026-12-04: the zstd frame rules of FORMAT.md section 10, checked on the headers.
+    data100 = pseudo_random("fr", 100)
+    v_("zstd_block_over_window", "decompress_error",
+       "Single-segment frame of 100 bytes holding one literal-only block of 102 stored bytes "
+       "(Block_Size > Window_Size; libzstd 1.5.7 decodes it, 1.5.4 does not)",
+       build([zstd(raw_arr("z", "uint8", [100], data100), zstd_frame(data100, ("lit",)))]),
+       load_error="decompress_error")
+    v_("zstd_block_over_128k", "decompress_error",
+       "RLE block of 131073 bytes in a frame with a 1 MiB window (Block_Maximum_Size is 128 KiB)",
+       build([zstd(raw_arr("z", "uint8", [131073], bytes(131073)),
+                   zstd_frame(bytes(131073), ("rle",), chunk=131073, single_segment=False, window_log=20))]),
+       load_error="decompress_error")
+    frame = bytearray(zstd_frame(data100))
+    frame[4] |= 0x08
+    v_("zstd_reserved_descriptor_bit", "decompress_error",
+       "zstd frame whose Frame_Header_Descriptor has its reserved bit set",
+       build([zstd(raw_arr("z", "uint8", [100], data100), bytes(frame))]), load_error="decompress_error")
+    frame = bytearray(zstd_frame(data100))
+    frame[4] |= 0x01
+    frame[5:5] = b"\x07"
+    v_("zstd_dictionary_id", "decompress_error", "zstd frame that needs dictionary 7",
+       build([zstd(raw_arr("z", "uint8", [100], data100), bytes(frame))]), load_error="decompress_error")
+    frame = bytearray(zstd_frame(data100))
+    frame[6] |= 0x06
+    v_("zstd_reserved_block_type", "decompress_error", "zstd block of the reserved type 3",
+       build([zstd(raw_arr("z", "uint8", [100], data100), bytes(frame))]), load_error="decompress_error")
     return out
 
 
@@ -1079,11 +1201,21 @@ def invalid_record(v: Vector) -> dict:
     return rec
 
 
+def reclassified_record(v: Vector) -> dict:
+    """A vector first published as valid, now expected to fail verification (RECLASSIFIED)."""
+    return {"file": f"valid/{v.name}.vit", "file_sha256": sha256(v.data), "description": v.description,
+            "error": "decompress_error", "stage": "verify", "load_error": "decompress_error",
+            "reclassified": RECLASSIFIED[v.name]}
+
+
 def all_vectors() -> tuple[list[Vector], list[Vector]]:
     vs, ivs = valid_vectors(), invalid_vectors()
     names = [v.name for v in vs] + [v.name for v in ivs]
     dups = {n for n in names if names.count(n) > 1}
     assert not dups, f"duplicate vector names: {dups}"
+    for v in vs:  # every valid vector keeps to the frame rules; the reclassified ones do not
+        bad = [f"{a.name}: {e}" for a in v.arrays if a.codec == "zstd" for e in frame_rule_violations(a.stored)]
+        assert bool(bad) == (v.name in RECLASSIFIED), f"{v.name}: frame rules: {bad or 'none broken'}"
     return vs, ivs
 
 
@@ -1098,9 +1230,11 @@ def manifest_text(vs: list[Vector], ivs: list[Vector]) -> str:
                   "must fail with the error code named in 'error'; 'load_error', when present, is "
                   "the code that reading every array with checksum checks must fail with. "
                   "writer_canonical: the library's writer, given the same arrays (in order) and "
-                  "sections, produces exactly this file."),
-        "valid": [valid_record(v) for v in vs],
-        "invalid": [invalid_record(v) for v in ivs],
+                  "sections, produces exactly this file. An invalid record with 'reclassified' is a "
+                  "file first published as valid (it stays under valid/): the member says when, "
+                  "and why it must now fail."),
+        "valid": [valid_record(v) for v in vs if v.name not in RECLASSIFIED],
+        "invalid": [invalid_record(v) for v in ivs] + [reclassified_record(v) for v in vs if v.name in RECLASSIFIED],
     }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -1131,7 +1265,7 @@ def main(argv=None) -> int:
         else:
             to_write.append((path, data))
 
-    for v in vs:
+    for v in vs:  # reclassified vectors keep their place under valid/
         emit(f"valid/{v.name}.vit", v.data)
     for v in ivs:
         emit(f"invalid/{v.name}.vit", v.data)
@@ -1144,8 +1278,13 @@ def main(argv=None) -> int:
         new = json.loads(text)
         for section in ("valid", "invalid"):
             new_by_file = {r["file"]: r for r in new[section]}
+            moved = {r["file"]: r for r in new["invalid"] if "reclassified" in r}
             for r in old.get(section, []):
-                if r["file"] not in new_by_file:
+                m = moved.get(r["file"]) if section == "valid" else None
+                if m is not None:  # reclassified: same file, same bytes, the reason recorded
+                    if m["file_sha256"] != r["file_sha256"]:
+                        problems.append(f"manifest.json: reclassified {r['file']} would change its bytes")
+                elif r["file"] not in new_by_file:
                     problems.append(f"manifest.json: {r['file']} would be removed")
                 elif new_by_file[r["file"]] != r:
                     problems.append(f"manifest.json: record of {r['file']} would change")
