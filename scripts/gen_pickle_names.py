@@ -157,6 +157,38 @@ for private, public in canonical.items():
             trusted.add(f"{mod}.__pyx_unpickle_{cls}")
 
 
+# How load may use each trusted name (docs/LOAD_RULES.md), so that `vitrify scan` judges calls by
+# the same rule: the rebuild functions vitrify.load calls (its reconstructor table), the rebuild
+# functions the non-executing reader turns into inert nodes, and the Cython unpickle helpers;
+# every other trusted name that is not a class is a function load keeps only as a reference
+# (a compute kernel, a ufunc, check_array): a file that CALLS one is not clean.
+from vitrify import _reconstructors  # noqa: E402
+
+reconstructors = set(_reconstructors.RECONSTRUCTORS)
+reader_rebuilds = {
+    "numpy._core.multiarray._reconstruct", "numpy.ma.core._mareconstruct", "numpy._core.multiarray.scalar",
+    "numpy._core.numeric._frombuffer", "numpy.random._pickle.__randomstate_ctor",
+    "numpy.random._pickle.__generator_ctor", "numpy.random._pickle.__bit_generator_ctor",
+    "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__", "_codecs.encode",
+    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+}
+reader_rebuilds |= {"numpy.core." + n[len("numpy._core."):] for n in reader_rebuilds if n.startswith("numpy._core.")}
+
+
+def is_class(name):
+    try:
+        obj = model._import_name(name)
+    except Exception:  # noqa: BLE001 - not importable here: judged as a function (never called)
+        return False
+    return isinstance(obj, type)
+
+
+reference_only = {t for t in trusted
+                  if t not in reconstructors and t not in reader_rebuilds and "__pyx_unpickle_" not in t
+                  and not t.rsplit(".", 1)[-1] == "newObj" and not is_class(t)}
+
+
 def q(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -174,6 +206,12 @@ out = [
 out += [f"    {{{q(k)}, {q(v)}}}," for k, v in sorted(canonical.items())]
 out += ["};", "// Canonical names vitrify trusts (sorted).", "static constexpr std::string_view k_trusted_names[] = {"]
 out += [f"    {q(t)}," for t in sorted(trusted)]
+out += ["};", "// Trusted names that are functions load never calls, only references (sorted).",
+        "static constexpr std::string_view k_reference_only[] = {"]
+out += [f"    {q(t)}," for t in sorted(reference_only)]
+out += ["};", "// The rebuild functions vitrify.load calls: python/vitrify/_reconstructors.py (sorted).",
+        "static constexpr std::string_view k_reconstructors[] = {"]
+out += [f"    {q(t)}," for t in sorted(reconstructors)]
 out += ["};", "// _compat_pickle.IMPORT_MAPPING (sorted).",
         "static constexpr std::pair<std::string_view, std::string_view> k_py2_modules[] = {"]
 out += [f"    {{{q(k)}, {q(v)}}}," for k, v in py2_modules]
@@ -185,4 +223,5 @@ out += ["};", "// clang-format on", ""]
 path = os.path.join(ROOT, "src", "legacy", "pickle_names.inc")
 with open(path, "w") as f:
     f.write("\n".join(out))
-print(f"{path}: {len(canonical)} canonical names, {len(trusted)} trusted names", file=sys.stderr)
+print(f"{path}: {len(canonical)} canonical names, {len(trusted)} trusted names, {len(reference_only)} of them "
+      f"references only, {len(reconstructors)} reconstructors", file=sys.stderr)

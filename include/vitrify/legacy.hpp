@@ -105,6 +105,11 @@ enum class name_class : std::uint8_t { safe, unknown, dangerous };
 /// safe: in the fixed table of handlers / trusted types (numpy, sklearn, scipy, torch rebuild,
 /// collections); dangerous: os, subprocess, builtins.eval, ...; unknown: anything else.
 name_class classify_name(std::string_view raw_name);
+/// How the scanner judges a *call* of a global (REDUCE, NEWOBJ, or a .vit call node): safe only
+/// for trusted classes and the rebuild functions vitrify.load calls (docs/LOAD_RULES.md). A
+/// trusted function that load keeps only as a reference (a compute kernel, a numpy ufunc,
+/// check_array) is `unknown` when called: a file that calls it is not clean.
+name_class classify_call(std::string_view raw_name);
 
 struct scan_report {
   std::string path;
@@ -114,6 +119,7 @@ struct scan_report {
   std::vector<call> calls;
   std::vector<std::string> dangerous;    ///< globals judged dangerous
   std::vector<std::string> unknown;      ///< globals not in the safe table
+  std::vector<std::string> refused_calls; ///< calls load never makes (a trusted function called, __new__ with arguments)
   std::vector<std::string> problems;     ///< parse errors, incomplete streams, buffers
   std::vector<std::string> streams;      ///< pickle streams (or members) examined
   bool complete = false;

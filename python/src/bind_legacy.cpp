@@ -61,6 +61,7 @@ nb::dict report_dict(const lg::scan_report& r) {
   d["globals"] = str_list(r.globals);
   d["dangerous"] = str_list(r.dangerous);
   d["unknown"] = str_list(r.unknown);
+  d["refused_calls"] = str_list(r.refused_calls);
   d["calls"] = call_list(r.calls);
   d["problems"] = str_list(r.problems);
   d["streams"] = str_list(r.streams);

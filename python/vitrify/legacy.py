@@ -58,6 +58,9 @@ class ScanReport:
     globals: tuple[str, ...]
     dangerous: tuple[str, ...]
     unknown: tuple[str, ...]
+    #: calls load never makes: a trusted function called (a compute kernel, a ufunc), or
+    #: ``__new__`` with arguments (docs/LOAD_RULES.md); any of them makes the verdict suspicious
+    refused_calls: tuple[str, ...]
     calls: tuple[Call, ...]
     problems: tuple[str, ...]
     streams: tuple[str, ...]
@@ -76,6 +79,7 @@ class ScanReport:
         d["globals"] = list(self.globals)
         d["dangerous"] = list(self.dangerous)
         d["unknown"] = list(self.unknown)
+        d["refused_calls"] = list(self.refused_calls)
         d["calls"] = [dict(c.__dict__) for c in self.calls]
         d["problems"] = list(self.problems)
         d["streams"] = list(self.streams)
@@ -85,6 +89,7 @@ class ScanReport:
         lines = [f"{self.path}: {self.verdict} ({self.format}, {len(self.globals)} globals, {len(self.calls)} calls)"]
         lines += [f"  dangerous  {g}" for g in self.dangerous]
         lines += [f"  unknown    {g}" for g in self.unknown]
+        lines += [f"  refused    {g} (load never calls it)" for g in self.refused_calls]
         lines += [f"  call       {c.callee}{c.args}  [{c.opcode}]" for c in self.calls if not c.handled]
         lines += [f"  problem    {p}" for p in self.problems]
         return "\n".join(lines)
@@ -94,7 +99,7 @@ def _report(d: dict) -> ScanReport:
     return ScanReport(
         path=d["path"], format=d["format"], verdict=d["verdict"], complete=d["complete"],
         globals=tuple(d["globals"]), dangerous=tuple(d["dangerous"]), unknown=tuple(d["unknown"]),
-        calls=tuple(Call(**c) for c in d["calls"]), problems=tuple(d["problems"]), streams=tuple(d["streams"]))
+        refused_calls=tuple(d["refused_calls"]), calls=tuple(Call(**c) for c in d["calls"]), problems=tuple(d["problems"]), streams=tuple(d["streams"]))
 
 
 def scan(path: PathLike) -> ScanReport:

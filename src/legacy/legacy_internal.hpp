@@ -96,6 +96,10 @@ result<npy_header> parse_npy_header(std::span<const std::byte> data);
 /// Python 2 -> 3 name fixes of pickle's fix_imports (_compat_pickle), e.g. __builtin__.set.
 std::string fix_py2_name(std::string_view module, std::string_view name);
 bool is_trusted_name(std::string_view canonical);
+/// Trusted functions that load keeps only as references and never calls.
+bool is_reference_only(std::string_view canonical);
+/// The rebuild functions vitrify.load calls (python/vitrify/_reconstructors.py RECONSTRUCTORS).
+bool is_reconstructor(std::string_view canonical);
 
 // ---- the pickle machine ----
 /// A torch storage resolved from a persistent id (its bytes, when the archive holds them).

@@ -506,7 +506,7 @@ class machine {
     }
     c.opcode = opcode;
     std::string f = fixed_of(callee);
-    c.handled = handled || (!f.empty() && classify_name(f) == name_class::safe);
+    c.handled = handled || (!f.empty() && classify_call(f) == name_class::safe);
     st_.out.calls.push_back(std::move(c));
   }
 

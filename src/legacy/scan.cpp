@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <set>
 
 #include "legacy/legacy_internal.hpp"
 #include "vitrify/pyobj.hpp"
@@ -97,6 +98,12 @@ std::string fix_py2_name(std::string_view module, std::string_view name) {
 bool is_trusted_name(std::string_view canonical) {
   return std::binary_search(std::begin(k_trusted_names), std::end(k_trusted_names), canonical);
 }
+bool is_reference_only(std::string_view canonical) {
+  return std::binary_search(std::begin(k_reference_only), std::end(k_reference_only), canonical);
+}
+bool is_reconstructor(std::string_view canonical) {
+  return std::binary_search(std::begin(k_reconstructors), std::end(k_reconstructors), canonical);
+}
 }  // namespace detail
 
 name_class classify_name(std::string_view raw_name) {
@@ -124,6 +131,15 @@ name_class classify_name(std::string_view raw_name) {
   }
   if (detail::is_trusted_name(fixed) || detail::is_trusted_name(canonical_name(fixed))) return name_class::safe;
   return name_class::unknown;
+}
+
+name_class classify_call(std::string_view raw_name) {
+  const name_class c = classify_name(raw_name);
+  if (c != name_class::safe) return c;
+  std::string fixed = fix_raw(raw_name);
+  if (fixed.rfind("numpy.core.", 0) == 0) fixed = "numpy._core." + fixed.substr(11);
+  if (detail::is_reference_only(fixed) || detail::is_reference_only(canonical_name(fixed))) return name_class::unknown;
+  return name_class::safe;
 }
 
 std::string_view verdict_name(verdict v) noexcept {
@@ -158,14 +174,20 @@ void judge(scan_report& r) {
     }
   }
   // A call whose callee is not a named global (the result of another call, a persistent
-  // object...) cannot be judged by name.
-  for (const auto& c : r.calls)
-    if (!c.handled && !c.callee.empty() && c.callee[0] == '?' &&
-        std::find(r.unknown.begin(), r.unknown.end(), c.callee) == r.unknown.end())
-      r.unknown.push_back(c.callee);
+  // object...) cannot be judged by name. A named callee that is trusted as a name but that
+  // load only ever keeps as a reference (a compute kernel, a ufunc) is a refused call.
+  for (const auto& c : r.calls) {
+    if (c.handled || c.callee.empty()) continue;
+    if (c.callee[0] == '?') {
+      if (std::find(r.unknown.begin(), r.unknown.end(), c.callee) == r.unknown.end()) r.unknown.push_back(c.callee);
+    } else if (classify_name(c.callee) == name_class::safe && classify_call(c.callee) != name_class::safe &&
+               std::find(r.refused_calls.begin(), r.refused_calls.end(), c.callee) == r.refused_calls.end()) {
+      r.refused_calls.push_back(c.callee);
+    }
+  }
   if (!r.dangerous.empty()) r.result = verdict::malicious;
   else if (!r.complete) r.result = verdict::inconclusive;
-  else if (!r.unknown.empty()) r.result = verdict::suspicious;
+  else if (!r.unknown.empty() || !r.refused_calls.empty()) r.result = verdict::suspicious;
   else r.result = verdict::clean;
 }
 
@@ -228,6 +250,46 @@ void scan_safetensors(scan_report& r, std::span<const std::byte> b) {
   }
 }
 
+// The load-time call rule on a .vit graph (docs/LOAD_RULES.md): an object node either names a
+// class built by __new__ without arguments, or calls one of the rebuild functions vitrify.load
+// knows; the special types (RandomState, slices, ...) are built from their state. Anything else
+// is a call load refuses before building.
+void vit_calls(pyobj::node_ptr root, std::vector<std::string>& refused) {
+  using K = pyobj::node::kind;
+  static const std::set<std::string, std::less<>> special = {
+      "numpy.random.RandomState", "numpy.random.Generator", "numpy.ma.MaskedArray",
+      "builtins.slice", "builtins.range", "builtins.bytearray"};
+  auto add = [&](std::string s) {
+    if (std::find(refused.begin(), refused.end(), s) == refused.end()) refused.push_back(std::move(s));
+  };
+  std::vector<const pyobj::node*> stack{root};
+  std::set<const pyobj::node*> seen;
+  while (!stack.empty()) {
+    const pyobj::node* n = stack.back();
+    stack.pop_back();
+    if (!n || !seen.insert(n).second) continue;
+    if (n->k == K::object && n->obj) {
+      const auto& o = *n->obj;
+      if (o.newobj) {
+        if (!o.args.empty() || (o.kwargs && !o.kwargs->is(K::none))) add(o.type + ".__new__ with arguments");
+        else if (detail::is_reference_only(o.type)) add(o.type + " (a function, built as a class)");
+      } else if (!special.count(o.type) && !detail::is_reconstructor(o.type) &&
+                 classify_name(o.type) == name_class::safe) {
+        add(o.type);
+      }
+      for (auto a : o.args) stack.push_back(a);
+      stack.push_back(o.kwargs);
+      stack.push_back(o.state);
+      for (auto a : o.listitems) stack.push_back(a);
+      for (auto& [k, v] : o.dictitems) stack.push_back(k), stack.push_back(v);
+    }
+    for (auto x : n->items) stack.push_back(x);
+    for (auto& [k, v] : n->entries) stack.push_back(k), stack.push_back(v);
+    if (n->arr)
+      for (auto x : n->arr->items) stack.push_back(x);
+  }
+}
+
 void scan_vitrify(scan_report& r, result<file> f) {
   r.streams.push_back("header");
   if (!f) {
@@ -245,8 +307,10 @@ void scan_vitrify(scan_report& r, result<file> f) {
       r.problems.push_back(g.err().message);
       return;
     }
-    if ((*g)->root)
+    if ((*g)->root) {
       for (auto& n : pyobj::referenced_names(*(*g)->root)) r.globals.push_back(n);
+      vit_calls((*g)->root, r.refused_calls);
+    }
   }
 }
 

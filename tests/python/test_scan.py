@@ -189,6 +189,51 @@ def test_dotted_attribute_walks_are_dangerous(tmp_path):
         assert r.verdict == "malicious", (mod, name, r)
 
 
+class CallsKernel:
+    """Pickles (and dumps) as a call of a trusted scikit-learn compute kernel: the kernel is on
+    the trusted list as a name, but load only keeps trusted functions as references."""
+
+    def __reduce__(self):
+        from sklearn.cluster._kmeans import _kmeans_single_lloyd
+        return (_kmeans_single_lloyd, (1, 2, 3))
+
+
+KERNEL = "sklearn.cluster._kmeans._kmeans_single_lloyd"
+
+
+@pytest.mark.parametrize("proto", [2, 4, 5])
+def test_call_of_a_trusted_compute_kernel_is_not_clean(tmp_path, proto):
+    r = scan(pickle.dumps(CallsKernel(), protocol=proto), tmp_path)
+    assert r.verdict == "suspicious", r
+    assert r.refused_calls == (KERNEL,), r
+    assert not r.dangerous and not r.unknown
+    assert [c for c in r.calls if c.callee == KERNEL and not c.handled]
+
+
+def test_reference_to_a_trusted_function_is_clean(tmp_path):
+    # A FunctionTransformer's func: the function is a value (GLOBAL), never called.
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils import check_array
+
+    r = scan(pickle.dumps(FunctionTransformer(func=check_array), protocol=4), tmp_path)
+    assert r.verdict == "clean", r
+    assert r.refused_calls == ()
+
+
+def test_vit_file_calling_a_kernel_is_reported_as_load_would_refuse_it(tmp_path):
+    p = tmp_path / "k.vit"
+    vitrify.dump({"model": CallsKernel()}, p)
+    r = legacy.scan(p)
+    assert r.verdict == "suspicious", r
+    assert KERNEL in r.refused_calls
+    with pytest.raises(vitrify.VitrifyError):
+        vitrify.load(p)
+    # The CLI says the same, and exits 1 (suspicious).
+    out = subprocess.run([CLI, "scan", str(p)], capture_output=True, text=True)
+    assert out.returncode == 1, out
+    assert f"refused    {KERNEL} (load never calls it)" in out.stdout
+
+
 def test_unknown_global_is_suspicious(tmp_path):
     import fractions
 

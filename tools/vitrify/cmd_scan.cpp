@@ -58,6 +58,7 @@ value report_value(const lg::scan_report& r) {
   d.dict_set(value::string("globals"), str_list(printable(r.globals)));
   d.dict_set(value::string("dangerous"), str_list(printable(r.dangerous)));
   d.dict_set(value::string("unknown"), str_list(printable(r.unknown)));
+  d.dict_set(value::string("refused_calls"), str_list(printable(r.refused_calls)));
   std::vector<value> calls;
   for (const auto& c : r.calls) {
     value cv = value::dict();
@@ -132,6 +133,7 @@ class scan_command final : public command {
        << (r.calls.size() == 1 ? "" : "s") << ")\n";
     for (const auto& g : r.dangerous) os << "  dangerous  " << printable(g) << '\n';
     for (const auto& g : r.unknown) os << "  unknown    " << printable(g) << '\n';
+    for (const auto& g : r.refused_calls) os << "  refused    " << printable(g) << " (load never calls it)\n";
     if (verbose_)
       for (const auto& g : r.globals) os << "  global     " << printable(g) << '\n';
     std::size_t shown = 0;
