@@ -167,6 +167,7 @@ result<file> file::parse(std::shared_ptr<storage> st, const open_options& opt, s
   }
 
   // --- Header JSON ----------------------------------------------------------------------------
+  VITRIFY_TRY(detail::check_json_text(std::string_view(hdr, f.header_length_), name + ": header"));
   simdjson::dom::parser parser;
   if (auto ec = parser.allocate(f.header_length_ + 64, 3 * static_cast<std::size_t>(lim.max_depth) + 16))
     return detail::json_error(ec, name + ": header");

@@ -509,7 +509,16 @@ result<void> check_refs(const value_parse_ctx& ctx, const std::string& where) {
 
 }  // namespace detail
 
+namespace detail {
+result<void> check_json_text(std::string_view text, const std::string& where) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF")
+    return fail(errc::bad_header, where + ": JSON text starts with a UTF-8 byte order mark");
+  return {};
+}
+}  // namespace detail
+
 result<value> parse_value(std::string_view json, const value_limits& lim) {
+  VITRIFY_TRY(detail::check_json_text(json, "value"));
   simdjson::dom::parser parser;
   if (auto ec = parser.allocate(json.size() + 64, 3 * static_cast<std::size_t>(lim.max_depth) + 16))
     return detail::json_error(ec, "value");

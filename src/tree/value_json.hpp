@@ -33,4 +33,9 @@ bool base64_decode(std::string_view text, std::string* out);
 /// Map a simdjson parse error to a vitrify error.
 error json_error(simdjson::error_code ec, const std::string& where);
 
+/// JSON text as the format allows it (RFC 8259 8.1: no byte order mark), checked before simdjson
+/// sees it: simdjson 3.0 (Debian 12) rejects a leading UTF-8 BOM, 3.12 (Debian 13) skips it, and
+/// a file must mean the same thing whichever a reader links.
+result<void> check_json_text(std::string_view text, const std::string& where);
+
 }  // namespace vitrify::detail
