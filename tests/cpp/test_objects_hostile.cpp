@@ -650,3 +650,71 @@ TEST(BrokenNeighbors, LabelsOutOfRange) {
 }
 
 }  // namespace
+
+namespace {
+
+// The KD-tree of the seed KNeighborsClassifier: its state tuple (data, idx_array, node_data,
+// node_bounds, leaf_size, n_levels, n_nodes, ...).
+struct knn_tree_fixture {
+  loaded l = load_graph("knn.vit");
+  node* tree = state_entry(l.g->root, "_tree");
+  node* item(std::size_t i) { return tree->obj->state->items[i]; }
+  errc build() { return build_and_run(*l.g->root); }
+};
+
+TEST(BrokenNeighborTree, ValidBaseline) {
+  knn_tree_fixture t;
+  ASSERT_NE(t.tree, nullptr);
+  ASSERT_EQ(t.tree->type_name(), "sklearn.neighbors._kd_tree.newObj");
+  EXPECT_EQ(t.build(), errc::ok);
+}
+
+TEST(BrokenNeighborTree, IdxArrayOutOfRangeOrRepeated) {
+  for (std::int64_t v : {std::int64_t{30}, std::int64_t{-1}, std::int64_t{1} << 40}) {
+    knn_tree_fixture t;
+    auto& b = own_data(*t.l.g, *t.item(1));
+    put<std::int64_t>(b, 0, v);
+    EXPECT_EQ(t.build(), errc::bad_state) << v;
+  }
+  knn_tree_fixture t;
+  auto& b = own_data(*t.l.g, *t.item(1));
+  std::memcpy(b.data(), b.data() + 8, 8);
+  EXPECT_EQ(t.build(), errc::bad_state);
+}
+
+TEST(BrokenNeighborTree, NodeDataRangesAndLayout) {
+  {
+    knn_tree_fixture t;
+    auto& b = own_data(*t.l.g, *t.item(2));
+    put<std::int64_t>(b, 8, 31);  // idx_end of the root beyond n_samples
+    EXPECT_EQ(t.build(), errc::bad_state);
+  }
+  {
+    knn_tree_fixture t;
+    std::swap(t.item(2)->arr->fields[0].name, t.item(2)->arr->fields[1].name);
+    EXPECT_EQ(t.build(), errc::bad_state);
+  }
+  {
+    knn_tree_fixture t;
+    t.item(6)->i += 2;  // n_nodes
+    EXPECT_EQ(t.build(), errc::bad_state);
+  }
+}
+
+TEST(BrokenNeighborTree, NodeBoundsShapeAndClass) {
+  {
+    knn_tree_fixture t;
+    node* nb = t.item(3);
+    nb->arr = std::make_shared<pyobj::ndarray>(*nb->arr);
+    nb->arr->shape = {1, nb->arr->shape[1], nb->arr->shape[2]};  // a BallTree's shape in a KDTree
+    nb->arr->data = nb->arr->data.first(nb->arr->data.size() / 2);
+    EXPECT_EQ(t.build(), errc::bad_state);
+  }
+  {
+    knn_tree_fixture t;
+    t.tree->obj->args[0]->text = "sklearn.neighbors.BallTree";  // KD reconstructor, Ball class
+    EXPECT_EQ(t.build(), errc::bad_state);
+  }
+}
+
+}  // namespace
