@@ -113,9 +113,30 @@ class graph {
   std::vector<std::shared_ptr<const void>> keep_;
 };
 
+/// The one set of limits of the object decoder (docs/OBJECTS.md, "Limits"). Every consumer of
+/// the object encoding (the runtime, convert, inspect, scan, the Python binding) decodes under
+/// these; a caller that trusts a file more raises them explicitly.
 struct decode_limits {
+  /// Nesting of Python values (containers, objects, arrays of objects). Consumers recurse over
+  /// the graph, so this bounds their stack too. The JSON text of the tree nests up to
+  /// json_depth(): about four JSON levels per Python level (an object node's state dict, its
+  /// entry, the value's own wrapper).
   std::uint32_t max_depth = 256;
+  /// Nodes of the graph (each also costs sizeof(node) against the byte budget).
   std::uint64_t max_nodes = 10'000'000;
+  /// Bytes the decoded graph may declare (array data, decompressed buffers, nodes), per byte of
+  /// the file: compressed arrays legitimately expand, a small file must not ask for gigabytes.
+  std::uint64_t bytes_per_file_byte = 64;
+  /// ... plus this allowance, the explicit cap a caller raises for a file that decodes larger.
+  std::uint64_t extra_bytes = std::uint64_t{256} << 20;
+
+  [[nodiscard]] std::uint32_t json_depth() const noexcept { return max_depth * 4 + 16; }
+  /// The byte budget of a file of `file_size` bytes (saturating).
+  [[nodiscard]] std::uint64_t byte_budget(std::uint64_t file_size) const noexcept {
+    std::uint64_t m, r;
+    if (__builtin_mul_overflow(file_size, bytes_per_file_byte, &m) || __builtin_add_overflow(m, extra_bytes, &r)) return UINT64_MAX;
+    return r;
+  }
 };
 
 /// The root of the object graph stored by `vitrify.dump` in `f` (content kind

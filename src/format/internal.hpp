@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/checked.hpp"
 #include "vitrify/error.hpp"
 
 static_assert(std::endian::native == std::endian::little,
@@ -59,40 +60,9 @@ inline void store_u16(std::byte* p, std::uint16_t v) noexcept { std::memcpy(p, &
 inline void store_u32(std::byte* p, std::uint32_t v) noexcept { std::memcpy(p, &v, 4); }
 inline void store_u64(std::byte* p, std::uint64_t v) noexcept { std::memcpy(p, &v, 8); }
 
-/// a * b, false on overflow.
-inline bool mul_overflow(std::uint64_t a, std::uint64_t b, std::uint64_t* out) noexcept {
-  return __builtin_mul_overflow(a, b, out);
-}
-inline bool add_overflow(std::uint64_t a, std::uint64_t b, std::uint64_t* out) noexcept {
-  return __builtin_add_overflow(a, b, out);
-}
-/// Round v up to a multiple of the power of two `a`; false on overflow.
-inline bool align_up(std::uint64_t v, std::uint64_t a, std::uint64_t* out) noexcept {
-  std::uint64_t t;
-  if (add_overflow(v, a - 1, &t)) return false;
-  *out = t & ~(a - 1);
-  return true;
-}
-
 bool valid_utf8(const char* p, std::size_t n) noexcept;
 std::string hex64(std::uint64_t v);
 
-/// Element count of a shape. The product of the non-zero dimensions must fit in int64 (numpy's
-/// index type), whatever their order, so that a shape with a zero dimension cannot hide
-/// dimensions no array library can represent.
-inline result<std::uint64_t> element_count(std::span<const std::uint64_t> shape) {
-  std::uint64_t nonzero = 1;
-  bool empty = false;
-  for (std::uint64_t d : shape) {
-    if (d == 0) {
-      empty = true;
-      continue;
-    }
-    if (mul_overflow(nonzero, d, &nonzero) || nonzero > static_cast<std::uint64_t>(INT64_MAX))
-      return error{errc::bad_array, "the product of the non-zero dimensions exceeds 2^63 - 1"};
-  }
-  return empty ? 0 : nonzero;
-}
 bool parse_hex64(std::string_view s, std::uint64_t* out) noexcept;
 
 /// Array names: 1..max_bytes of UTF-8 without C0 controls or DEL.

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/checked.hpp"
+#include "core/numpy_dtype.hpp"
 #include "legacy/legacy_internal.hpp"
 
 namespace vitrify::legacy::detail {
@@ -141,56 +143,9 @@ const lit* lget(const lit& d, std::string_view key) {
 }  // namespace
 
 result<dtype_info> parse_typestr(std::string_view s) {
-  dtype_info d;
-  std::string_view orig = s;
-  char order = '=';
-  if (!s.empty() && (s[0] == '<' || s[0] == '>' || s[0] == '|' || s[0] == '=')) {
-    order = s[0];
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return bad("invalid dtype '" + std::string(orig) + "'");
-  char kind = s[0];
-  s.remove_prefix(1);
-  if (kind == 'O') {
-    if (!s.empty() && s != "8" && s != "4") return bad("invalid dtype '" + std::string(orig) + "'");
-    d.kind = 'O';
-    d.str = "O";
-    d.has_object = true;
-    return d;
-  }
-  if (kind == '?') {
-    kind = 'b';
-    if (s.empty()) s = "1";
-  }
-  std::string unit;
-  auto br = s.find('[');
-  if (br != std::string_view::npos) {
-    if (s.back() != ']' || (kind != 'M' && kind != 'm')) return bad("invalid dtype '" + std::string(orig) + "'");
-    unit = std::string(s.substr(br));
-    s = s.substr(0, br);
-  }
-  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return bad("invalid dtype '" + std::string(orig) + "'");
-  std::uint64_t n = 0;
-  std::from_chars(s.data(), s.data() + s.size(), n);
-  std::uint64_t bytes = n;
-  switch (kind) {
-    case 'b': if (n != 1) return bad("invalid dtype '" + std::string(orig) + "'"); break;
-    case 'i': case 'u': if (n != 1 && n != 2 && n != 4 && n != 8) return bad("invalid dtype '" + std::string(orig) + "'"); break;
-    case 'f': if (n != 2 && n != 4 && n != 8) return bad("unsupported dtype '" + std::string(orig) + "'"); break;
-    case 'c': if (n != 8 && n != 16) return bad("unsupported dtype '" + std::string(orig) + "'"); break;
-    case 'M': case 'm': if (n != 8) return bad("invalid dtype '" + std::string(orig) + "'"); break;
-    case 'V': case 'S': if (n == 0 || n > (1u << 24)) return bad("invalid dtype '" + std::string(orig) + "'"); break;
-    case 'U': if (n == 0 || n > (1u << 22)) return bad("invalid dtype '" + std::string(orig) + "'"); bytes = 4 * n; break;
-    default: return bad("unsupported dtype '" + std::string(orig) + "'");
-  }
-  d.kind = kind;
-  d.itemsize = bytes;
-  d.big_endian = order == '>' && (bytes > 1 && kind != 'S' && kind != 'V');
-  if (kind == 'b') d.str = "|b1";
-  else if (bytes == 1 || kind == 'S' || kind == 'V') d.str = "|" + std::string(1, kind) + std::to_string(n);
-  else d.str = "<" + std::string(1, kind) + std::to_string(n) + unit;
-  return d;
+  auto p = vitrify::detail::parse_numpy_dtype(s);
+  if (!p) return bad(std::move(p).err().message);
+  return dtype_info{std::move(p->str), p->kind, p->itemsize, p->big_endian, {}, p->kind == 'O'};
 }
 
 result<void> fill_array(pyobj::ndarray& a, const dtype_info& dt, std::vector<std::int64_t> shape, bool fortran,
@@ -199,9 +154,12 @@ result<void> fill_array(pyobj::ndarray& a, const dtype_info& dt, std::vector<std
   a.fortran = fortran;
   a.dtype = dt.str;
   a.fields = dt.fields;
-  std::uint64_t count = a.count();
   if (dt.has_object) return bad("object arrays have no raw data");
-  if (data.size() != count * dt.itemsize) return bad("array data size does not match its dtype and shape");
+  auto cnt = vitrify::detail::element_count(std::span<const std::int64_t>(a.shape));
+  if (!cnt) return bad(std::move(cnt).err().message);
+  const std::uint64_t count = *cnt;
+  auto nbytes = vitrify::detail::byte_count(count, dt.itemsize);
+  if (!nbytes || data.size() != *nbytes) return bad("array data size does not match its dtype and shape");
   if (dt.kind == 'U' || dt.kind == 'S') {
     a.itemsize = 0;
     if (!want_data) return {};

@@ -13,12 +13,20 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/checked.hpp"
 #include "legacy/legacy_internal.hpp"
 
 namespace vitrify::legacy {
 
 namespace detail {
 namespace {
+
+// count * itemsize == size without wrapping: a shape of 2^62 items of 8 bytes is not 0 bytes.
+bool sizes_match(std::uint64_t size, std::uint64_t count, std::uint64_t itemsize) {
+  auto n = vitrify::detail::byte_count(count, itemsize);
+  return n.ok() && *n == size;
+}
+
 
 using pyobj::node;
 using pyobj::node_ptr;
@@ -1342,7 +1350,7 @@ class machine {
       n->arr->shape = shape;
       return n;
     }
-    if (dt.itemsize == 0 || b.size() != count * dt.itemsize) {
+    if (dt.itemsize == 0 || !sizes_match(b.size(), count, dt.itemsize)) {
       problem("_frombuffer: " + std::to_string(b.size()) + " bytes for " + std::to_string(count) + " items of " + dt.str);
       return nullptr;
     }
@@ -1667,7 +1675,7 @@ class machine {
     } else {
       return false;
     }
-    if (dt.itemsize == 0 || b.size() != count * dt.itemsize) {
+    if (dt.itemsize == 0 || !sizes_match(b.size(), count, dt.itemsize)) {
       problem("array data of " + std::to_string(b.size()) + " bytes for shape " + render(it[0]) + " of " + dt.str);
       return true;
     }

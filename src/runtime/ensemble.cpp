@@ -701,6 +701,7 @@ result<estimator_ptr> build_hist_gradient_boosting(const node& obj, build_contex
       auto rec = read_records(**nodes_attr, pw + ".nodes");
       if (!rec) return std::move(rec).err();
       const std::string nw = pw + ".nodes";
+      VITRIFY_TRY(check_layout(*rec, hgb_node_layout, 56, 0, nw));
       auto f_value = rec->field("value", true, nw);
       auto f_feat = rec->field("feature_idx", false, nw);
       auto f_thr = rec->field("num_threshold", true, nw);

@@ -32,6 +32,7 @@
 
 #include "runtime/estimator.hpp"
 #include "runtime/linalg.hpp"
+#include "runtime/tree_walk.hpp"
 
 namespace vitrify::runtime {
 namespace {
@@ -197,6 +198,76 @@ class knn final : public estimator {
   }
 };
 
+// sklearn.neighbors._binary_tree NodeData.
+const std::vector<trees::layout_field> neighbor_node_layout = {
+    {"idx_start", "<i8", 0}, {"idx_end", "<i8", 8}, {"is_leaf", "<i8", 16}, {"radius", "<f8", 24}};
+
+/// The KDTree / BallTree the estimator keeps in `_tree` (written through its reconstructor,
+/// `sklearn.neighbors._kd_tree.newObj(KDTree)`, with the state tuple of BinaryTree.__getstate__).
+/// The runtime searches `_fit_X` itself, but scikit-learn's compiled queries index memory with
+/// this state, so a file is refused here when scikit-learn could not use it safely: the same
+/// rules as vitrify.load.
+result<void> check_neighbor_tree(const node& t, std::size_t n_train, std::size_t n_cols, std::string_view who) {
+  const std::string tw = std::string(who) + "._tree";
+  if (t.k == node::kind::none) return {};
+  if (t.k != node::kind::object || !t.obj) return state_error(tw, "expected a KDTree or a BallTree");
+  const auto& o = *t.obj;
+  bool kd = false;
+  if (o.type == "sklearn.neighbors._kd_tree.newObj" || o.type == "sklearn.neighbors._ball_tree.newObj") {
+    if (o.args.size() != 1 || !o.args[0] || o.args[0]->k != node::kind::global) return state_error(tw, "invalid reconstructor arguments");
+    const std::string& cls = o.args[0]->text;
+    const bool ball = o.type == "sklearn.neighbors._ball_tree.newObj";
+    if (cls != (ball ? "sklearn.neighbors.BallTree" : "sklearn.neighbors.KDTree") &&
+        cls != (ball ? "sklearn.neighbors._ball_tree.BallTree" : "sklearn.neighbors._kd_tree.KDTree"))
+      return state_error(tw, "the reconstructor builds " + cls + ", not its own tree class");
+    kd = !ball;
+  } else {
+    return state_error(tw, "expected a KDTree or a BallTree, got " + o.type);
+  }
+  const node* st = o.state;
+  if (!st || st->k != node::kind::tuple || st->items.size() < 11) return state_error(tw, "the tree state must be BinaryTree's tuple");
+  const auto& s = st->items;
+  auto data = as_tensor<double>(*s[0], tw + ".data", 2);
+  if (!data) return std::move(data).err();
+  if (data->dim(0) != n_train || data->dim(1) != n_cols) return state_error(tw, "data does not have the shape of _fit_X");
+  auto idx = as_tensor<std::int64_t>(*s[1], tw + ".idx_array", 1);
+  if (!idx) return std::move(idx).err();
+  if (idx->size() != n_train) return state_error(tw, "idx_array has not one entry per training row");
+  std::vector<bool> seen(n_train, false);
+  for (std::size_t i = 0; i < n_train; ++i) {
+    const std::int64_t v = (*idx)[i];
+    if (v < 0 || static_cast<std::uint64_t>(v) >= n_train || seen[static_cast<std::size_t>(v)])
+      return state_error(tw, "idx_array is not a permutation of the training rows");
+    seen[static_cast<std::size_t>(v)] = true;
+  }
+  auto rec = trees::read_records(*s[2], tw + ".node_data");
+  if (!rec) return std::move(rec).err();
+  VITRIFY_TRY(trees::check_layout(*rec, neighbor_node_layout, 32, 0, tw + ".node_data"));
+  std::int64_t ints[7];
+  for (std::size_t i = 0; i < 7; ++i) {
+    auto v = as_integer(*s[4 + i], tw + ".state");
+    if (!v) return std::move(v).err();
+    ints[i] = *v;
+  }
+  const std::int64_t leaf_size = ints[0], n_levels = ints[1], n_nodes = ints[2];
+  if (leaf_size < 1) return state_error(tw, "leaf_size must be at least 1");
+  if (n_levels < 1 || n_levels > 62 || n_nodes != (std::int64_t{1} << n_levels) - 1)
+    return state_error(tw, "n_nodes is not 2^n_levels - 1");
+  if (rec->count != static_cast<std::size_t>(n_nodes)) return state_error(tw, "node_data has not n_nodes records");
+  auto f_start = rec->field("idx_start", false, tw);
+  auto f_end = rec->field("idx_end", false, tw);
+  if (!f_start || !f_end) return state_error(tw, "node_data lacks idx_start / idx_end");
+  for (std::size_t i = 0; i < rec->count; ++i) {
+    const std::int64_t a = rec->integer(i, *f_start), b = rec->integer(i, *f_end);
+    if (a < 0 || b < a || static_cast<std::uint64_t>(b) > n_train) return state_error(tw, "node " + std::to_string(i) + " covers rows out of range");
+  }
+  auto bounds = as_tensor<double>(*s[3], tw + ".node_bounds", 3);
+  if (!bounds) return std::move(bounds).err();
+  if (bounds->dim(0) != (kd ? 2u : 1u) || bounds->dim(1) != static_cast<std::size_t>(n_nodes) || bounds->dim(2) != n_cols)
+    return state_error(tw, std::string("node_bounds must have shape (") + (kd ? "2" : "1") + ", n_nodes, n_features)");
+  return {};
+}
+
 result<estimator_ptr> build_knn(const node& obj, build_context&, bool classifier) {
   auto e = std::make_shared<knn>();
   e->type = obj.type_name();
@@ -216,6 +287,7 @@ result<estimator_ptr> build_knn(const node& obj, build_context&, bool classifier
     return state_error(who, "_fit_X has " + std::to_string(e->f) + " columns but n_features_in_ is " + std::to_string(e->n_features));
   e->n_features = static_cast<std::int64_t>(e->f);
   e->fit_x.assign(fx->p, fx->p + e->n_train * e->f);
+  if (const node* t = opt_attr(obj, "_tree")) VITRIFY_TRY(check_neighbor_tree(*t, e->n_train, e->f, who));
 
   auto k = get_int(obj, "n_neighbors");
   if (!k) return std::move(k).err();

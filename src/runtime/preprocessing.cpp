@@ -496,7 +496,11 @@ result<estimator_ptr> build_function_transformer(const node& obj, build_context&
   e->keeps_float32 = true;
   e->maps_tables = true;
   VITRIFY_TRY(read_feature_info(obj, *e));
-  if (opt_attr(obj, "func"))
+  // A fitted FunctionTransformer records func even when None; a state without it is no
+  // FunctionTransformer scikit-learn could run.
+  auto func = need_attr(obj, "func");
+  if (!func) return std::move(func).err();
+  if ((*func)->k != node::kind::none)
     return unsupported_error("FunctionTransformer", "only func=None (the identity) is supported");
   if (opt_attr(obj, "validate")) {
     auto v = get_bool(obj, "validate");

@@ -54,6 +54,33 @@ result<records::field_ref> records::field(std::string_view name, bool want_float
   return field_ref{};
 }
 
+const std::vector<layout_field> sk_node_layout = {
+    {"left_child", "<i8", 0}, {"right_child", "<i8", 8}, {"feature", "<i8", 16}, {"threshold", "<f8", 24},
+    {"impurity", "<f8", 32}, {"n_node_samples", "<i8", 40}, {"weighted_n_node_samples", "<f8", 48},
+    {"missing_go_to_left", "|u1", 56}};
+const std::vector<layout_field> hgb_node_layout = {
+    {"value", "<f8", 0}, {"count", "<u4", 8}, {"feature_idx", "<i8", 12}, {"num_threshold", "<f8", 20},
+    {"missing_go_to_left", "|u1", 28}, {"left", "<u4", 29}, {"right", "<u4", 33}, {"gain", "<f8", 37},
+    {"depth", "<u4", 45}, {"is_leaf", "|u1", 49}, {"bin_threshold", "|u1", 50}, {"is_categorical", "|u1", 51},
+    {"bitset_idx", "<u4", 52}};
+
+result<void> check_layout(const records& r, const std::vector<layout_field>& layout, std::size_t itemsize, std::size_t optional_tail,
+                          std::string_view who) {
+  const auto& f = *r.fields;
+  const std::size_t n = f.size();
+  bool ok = n <= layout.size() && n + optional_tail >= layout.size();
+  for (std::size_t i = 0; ok && i < n; ++i)
+    ok = f[i].name == layout[i].name && f[i].dtype == layout[i].dtype && f[i].offset == layout[i].offset;
+  // A shortened (older) layout ends where the record ends, padded to 8 bytes as numpy aligned it.
+  const std::size_t want = n == layout.size() ? itemsize : static_cast<std::size_t>(layout[n].offset);
+  if (!ok || r.itemsize != want) {
+    std::string got;
+    for (const auto& x : f) got += (got.empty() ? "" : ", ") + x.name + ":" + x.dtype + "@" + std::to_string(x.offset);
+    return state_error(who, "node records do not have scikit-learn's node dtype (got " + got + ", itemsize " + std::to_string(r.itemsize) + ")");
+  }
+  return {};
+}
+
 // ---- sklearn Tree ----
 
 result<sk_tree> read_sk_tree(const node& tn, std::string_view who) {
@@ -93,6 +120,7 @@ result<sk_tree> read_sk_tree(const node& tn, std::string_view who) {
     if (*v != static_cast<std::int64_t>(count)) return state_error(who, "Tree.node_count disagrees with the node array");
   }
   const std::string nw = std::string(who) + ".tree_.nodes";
+  VITRIFY_TRY(check_layout(*rec, sk_node_layout, 64, 1, nw));
   auto f_left = rec->field("left_child", false, nw);
   if (!f_left) return std::move(f_left).err();
   auto f_right = rec->field("right_child", false, nw);
@@ -128,6 +156,29 @@ result<sk_tree> read_sk_tree(const node& tn, std::string_view who) {
     n.left = static_cast<std::uint32_t>(l);
     n.right = static_cast<std::uint32_t>(r);
     n.missing_left = f_miss->code ? static_cast<std::uint8_t>(rec->integer(i, *f_miss) != 0) : 0;
+  }
+  // Every node but the root has exactly one parent (a tree, not a graph), and max_depth is the
+  // real depth: scikit-learn sizes decision_path's buffers from it.
+  {
+    std::vector<std::uint32_t> depth(count, 0), parents(count, 0);
+    std::uint32_t real_depth = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const sk_node& n = t.nodes[i];
+      if (n.feature < 0) continue;
+      for (std::uint32_t c : {n.left, n.right}) {
+        if (++parents[c] > 1) return state_error(who, "tree node " + std::to_string(c) + " has two parents");
+        depth[c] = depth[i] + 1;
+        real_depth = std::max(real_depth, depth[c]);
+      }
+    }
+    for (std::size_t i = 1; i < count; ++i)
+      if (parents[i] != 1) return state_error(who, "tree node " + std::to_string(i) + " is not reachable from the root");
+    if (const node* md = opt_attr(tn, "max_depth")) {
+      auto v = as_integer(*md, std::string(who) + ".tree_.max_depth");
+      if (!v) return std::move(v).err();
+      if (*v != static_cast<std::int64_t>(real_depth))
+        return state_error(who, "Tree.max_depth " + std::to_string(*v) + " disagrees with the tree's depth " + std::to_string(real_depth));
+    }
   }
   const node* values = tn.attr("values");
   if (!values) return state_error(who, "Tree state lacks 'values'");

@@ -99,6 +99,23 @@ struct records {
 /// A 1-d structured array node as records (errc::bad_state if it is anything else).
 result<records> read_records(const pyobj::node& arr, std::string_view who);
 
+/// One field of a record layout the compiled code of scikit-learn expects.
+struct layout_field {
+  std::string_view name, dtype;
+  std::uint64_t offset;
+};
+/// sklearn.tree._tree.NODE_DTYPE (64 bytes; before sklearn 1.3, 56 bytes without
+/// missing_go_to_left).
+extern const std::vector<layout_field> sk_node_layout;
+/// sklearn.ensemble._hist_gradient_boosting.common.PREDICTOR_RECORD_DTYPE (56 bytes, packed).
+extern const std::vector<layout_field> hgb_node_layout;
+/// The records must have exactly `layout` (names, order, dtypes, offsets) and `itemsize`:
+/// scikit-learn converts node arrays by field position, so a file whose fields are declared in
+/// another order would be read one way here and another way by scikit-learn. `optional_tail`
+/// trailing fields may be absent (older layouts), the itemsize then being the last offset's end.
+result<void> check_layout(const records& r, const std::vector<layout_field>& layout, std::size_t itemsize, std::size_t optional_tail,
+                          std::string_view who);
+
 /// A validated sklearn `Tree` (sklearn.tree._tree.Tree) as read from the object graph.
 struct sk_tree {
   std::int64_t n_features = 0;

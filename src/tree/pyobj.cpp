@@ -9,6 +9,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/checked.hpp"
+#include "core/numpy_dtype.hpp"
 #include "vitrify/reader.hpp"
 #include "vitrify/value.hpp"
 #include "tree/value_json.hpp"
@@ -37,49 +39,10 @@ struct dtype_desc {
   std::vector<field> fields;  // structured
 };
 
-// Accepts what model.py's _DTYPE_STR_RE accepts for the kinds the runtime meets.
 result<dtype_desc> parse_dtype_str(std::string_view s) {
-  dtype_desc d;
-  if (s == "O" || s == "|O") {
-    d.str = "O";
-    d.kind = 'O';
-    d.itemsize = 0;
-    return d;
-  }
-  std::size_t i = 0;
-  char order = '=';
-  if (!s.empty() && (s[0] == '<' || s[0] == '>' || s[0] == '|' || s[0] == '=')) order = s[i++];
-  if (i >= s.size()) return bad("invalid dtype '" + std::string(s) + "'");
-  char kind = s[i++];
-  std::string_view rest = s.substr(i);
-  std::string unit;
-  auto br = rest.find('[');
-  if (br != std::string_view::npos) {
-    if (rest.back() != ']') return bad("invalid dtype '" + std::string(s) + "'");
-    unit = std::string(rest.substr(br));
-    rest = rest.substr(0, br);
-  }
-  if (rest.empty() || rest.size() > 9 || !std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return bad("invalid dtype '" + std::string(s) + "'");
-  std::uint64_t n = std::stoull(std::string(rest));
-  switch (kind) {
-    case 'b': case 'i': case 'u': case 'f': case 'c': case 'M': case 'm': case 'V': case 'S': break;
-    case 'U': n *= 4; break;
-    default: return bad("unsupported dtype '" + std::string(s) + "'");
-  }
-  if (kind == '?' ) kind = 'b';
-  if ((kind == 'i' || kind == 'u') && n != 1 && n != 2 && n != 4 && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
-  if (kind == 'f' && n != 2 && n != 4 && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
-  if (kind == 'c' && n != 8 && n != 16) return bad("invalid dtype '" + std::string(s) + "'");
-  if (kind == 'b' && n != 1) return bad("invalid dtype '" + std::string(s) + "'");
-  if ((kind == 'M' || kind == 'm') && n != 8) return bad("invalid dtype '" + std::string(s) + "'");
-  d.kind = kind;
-  d.itemsize = n;
-  d.big_endian = order == '>' && n > 1;
-  if (n == 1 || kind == 'V' || kind == 'S') d.str = "|" + std::string(1, kind) + std::to_string(kind == 'U' ? n / 4 : n);
-  else d.str = "<" + std::string(1, kind) + std::to_string(kind == 'U' ? n / 4 : n) + unit;
-  if (kind == 'b') d.str = "|b1";
-  return d;
+  auto p = detail::parse_numpy_dtype(s);
+  if (!p) return bad(std::move(p).err().message);
+  return dtype_desc{std::move(p->str), p->itemsize, p->kind, p->big_endian, {}};
 }
 
 const value* dget(const value& v, std::string_view k) { return v.is(value::kind::dict) ? v.get(k) : nullptr; }
@@ -97,7 +60,21 @@ void byteswap_inplace(std::byte* p, std::uint64_t count, std::uint64_t width) {
 class decoder {
  public:
   decoder(graph& g, const file& f, const decode_limits& lim, std::shared_ptr<const void> keep, bool v1, std::string packed)
-      : g_(g), f_(f), lim_(lim), keep_(std::move(keep)), v1_(v1), packed_(std::move(packed)) {}
+      : g_(g), f_(f), lim_(lim), keep_(std::move(keep)), v1_(v1), packed_(std::move(packed)), budget_(lim.byte_budget(f.size())) {}
+
+  // Count `n` bytes against the file's budget before they are allocated or handed on.
+  result<void> charge(std::uint64_t n) {
+    if (n > budget_) return fail(errc::limit_exceeded, "object tree declares more than " + std::to_string(lim_.byte_budget(f_.size())) +
+                                                           " bytes (decode_limits: the file's budget)");
+    budget_ -= n;
+    return {};
+  }
+  // A new node, counted against max_nodes and the byte budget.
+  result<node_ptr> make() {
+    if (++nodes_ > lim_.max_nodes) return fail(errc::limit_exceeded, "object tree has more than " + std::to_string(lim_.max_nodes) + " nodes");
+    VITRIFY_TRY(charge(sizeof(node)));
+    return g_.make();
+  }
 
   // Version 3: the uint8 array holding the pooled arrays.
   result<void> set_pool(std::size_t i) {
@@ -124,15 +101,17 @@ class decoder {
 
   result<node_ptr> dec(const value& v, std::uint32_t depth) {
     if (depth > lim_.max_depth) return fail(errc::limit_exceeded, "object tree nested deeper than " + std::to_string(lim_.max_depth));
-    if (++nodes_ > lim_.max_nodes) return fail(errc::limit_exceeded, "object tree has more than " + std::to_string(lim_.max_nodes) + " nodes");
     if (v.is(value::kind::ref)) {
+      // A $ref names a value whose decoding has started: an ancestor (a cycle) or an earlier
+      // sibling; a forward or unknown id is refused.
       auto it = shared_.find(v.as_int());
       if (it == shared_.end()) return bad("$ref " + std::to_string(v.as_int()) + " before its $shared value");
       return it->second;
     }
-    node_ptr n = g_.make();
-    VITRIFY_TRY(fill(*n, v, depth, n));
-    return n;
+    auto n = make();
+    if (!n) return std::move(n).err();
+    VITRIFY_TRY(fill(**n, v, depth, *n));
+    return *n;
   }
 
  private:
@@ -203,6 +182,7 @@ class decoder {
       if (!v) return std::move(v).err();
       return std::pair{*v, keep_};
     }
+    VITRIFY_TRY(charge(info.decoded_length));
     auto buf = std::make_shared<std::vector<std::byte>>(info.decoded_length);
     VITRIFY_TRY(f_.read_into(i, *buf, true));
     std::span<const std::byte> s(buf->data(), buf->size());
@@ -218,6 +198,7 @@ class decoder {
     ndarray& a = *out.arr;
     for (auto s : info->shape) a.shape.push_back(static_cast<std::int64_t>(s));
     if (info->type == dtype::string) {
+      VITRIFY_TRY(charge(info->decoded_length));
       auto strs = f_.read_strings(i, true);
       if (!strs) return std::move(strs).err();
       a.strings = std::move(strs).value();
@@ -245,6 +226,8 @@ class decoder {
     if (it == names.end()) return bad("array '" + info.name + "' has no numpy equivalent");
     a.dtype = it->second;
     a.itemsize = dtype_size(info.type);
+    // Compressed arrays are charged by array_bytes when decoded; views of the mapping here.
+    if (info.codec == codec::raw) VITRIFY_TRY(charge(info.decoded_length));
     auto b = array_bytes(i);
     if (!b) return std::move(b).err();
     a.data = b->first;
@@ -294,23 +277,30 @@ class decoder {
 
   result<std::vector<std::int64_t>> shape_of(const value* s) {
     if (!s || !s->is(value::kind::list)) return bad("array shape must be a list");
+    if (s->items().size() > 64) return bad("array rank above 64");
     std::vector<std::int64_t> shape;
-    std::uint64_t n = 1;  // product of the non-zero dimensions, kept below 2^62
     for (const auto& x : s->items()) {
       if (!x.is(value::kind::integer) || x.as_int() < 0) return bad("invalid array shape");
       shape.push_back(x.as_int());
-      const auto d = static_cast<std::uint64_t>(x.as_int());
-      if (d != 0 && n > (std::uint64_t{1} << 62) / d) return bad("array shape too large");
-      if (d != 0) n *= d;
     }
-    if (shape.size() > 64) return bad("array rank above 64");
+    auto n = detail::element_count(std::span<const std::int64_t>(shape));
+    if (!n) return bad("array shape too large: " + n.err().message);
     return shape;
   }
 
   static std::uint64_t product(const std::vector<std::int64_t>& s) {
-    std::uint64_t n = 1;
-    for (auto x : s) n *= static_cast<std::uint64_t>(x);
-    return n;
+    auto n = detail::element_count(std::span<const std::int64_t>(s));
+    return n ? *n : UINT64_MAX;  // shape_of() checked it already
+  }
+
+  // Bytes of an array of `shape` and `itemsize`, checked for overflow and charged to the budget.
+  result<std::uint64_t> array_size(const std::vector<std::int64_t>& shape, std::uint64_t itemsize) {
+    auto cnt = detail::element_count(std::span<const std::int64_t>(shape));
+    if (!cnt) return bad(std::move(cnt).err().message);
+    auto n = detail::byte_count(*cnt, itemsize);
+    if (!n) return bad(std::move(n).err().message);
+    VITRIFY_TRY(charge(*n));
+    return *n;
   }
 
   // A numeric or plain structured array from its stored bytes (inline or pooled, C order of the
@@ -355,9 +345,13 @@ class decoder {
       if (dt->kind == 'O' || dt->kind == 'U' || dt->kind == 'S') return bad("inline arrays cannot have dtype " + dt->str);
       auto shape = shape_of(dget(st, "s"));
       if (!shape) return std::move(shape).err();
+      auto nbytes = array_size(*shape, dt->itemsize);
+      if (!nbytes) return std::move(nbytes).err();
+      // base64 holds 3 bytes per 4 characters: compare before decoding anything.
+      if (b->as_string().size() / 4 * 3 < *nbytes) return bad("inline array size does not match dtype and shape");
       auto raw = b64_decode(b->as_string());
       if (!raw) return std::move(raw).err();
-      if (raw->size() != product(*shape) * dt->itemsize) return bad("inline array size does not match dtype and shape");
+      if (raw->size() != *nbytes) return bad("inline array size does not match dtype and shape");
       auto buf = std::make_shared<std::vector<std::byte>>(std::move(raw).value());
       return fixed_size(a, *dt, std::move(shape).value(), std::span<const std::byte>(buf->data(), buf->size()), buf, fortran);
     }
@@ -374,11 +368,10 @@ class decoder {
       auto shape = shape_of(dget(st, "s"));
       if (!shape) return std::move(shape).err();
       const std::int64_t off = p->items()[0].as_int(), n = p->items()[1].as_int();
-      const std::uint64_t count = product(*shape);
-      if (n < 0 || off < 0 || (dt->itemsize != 0 && count > UINT64_MAX / dt->itemsize) ||
-          static_cast<std::uint64_t>(n) != count * dt->itemsize)
-        return bad("pooled array size does not match dtype and shape");
-      if (static_cast<std::uint64_t>(off) > pool_.size() || static_cast<std::uint64_t>(n) > pool_.size() - static_cast<std::uint64_t>(off))
+      auto nbytes = array_size(*shape, dt->itemsize);
+      if (!nbytes) return std::move(nbytes).err();
+      if (n < 0 || off < 0 || static_cast<std::uint64_t>(n) != *nbytes) return bad("pooled array size does not match dtype and shape");
+      if (!detail::in_range(static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(n), pool_.size()))
         return bad("pooled array lies outside the array pool");
       if (n != 0 && off % 16 != 0) return bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
       auto bytes = pool_.subspan(static_cast<std::size_t>(off), static_cast<std::size_t>(n));
@@ -415,6 +408,7 @@ class decoder {
       if (!shape) return std::move(shape).err();
       if (!items->is(value::kind::list) || items->items().size() != product(*shape))
         return bad("object array item count does not match its shape");
+      VITRIFY_TRY(charge(items->items().size() * sizeof(node_ptr)));
       a.dtype = "O";
       a.shape = std::move(shape).value();
       bool all_str = !items->items().empty();
@@ -444,7 +438,9 @@ class decoder {
       if (info->type != dtype::uint8 || info->shape.size() != 1) return bad("raw array data must be a 1-d uint8 array");
       auto shape = shape_of(key("s", "shape"));
       if (!shape) return std::move(shape).err();
-      if (info->count != product(*shape) * dt->itemsize) return bad("raw array size does not match dtype and shape");
+      auto nbytes = array_size(*shape, dt->itemsize);
+      if (!nbytes) return std::move(nbytes).err();
+      if (info->count != *nbytes) return bad("raw array size does not match dtype and shape");
       auto bytes = array_bytes(i);
       if (!bytes) return std::move(bytes).err();
       a.shape = std::move(shape).value();
@@ -581,11 +577,15 @@ class decoder {
         const value& names = keys_->items()[static_cast<std::size_t>(ks->as_int())];
         if (!names.is(value::kind::list) || !s->is(value::kind::list) || names.items().size() != s->items().size())
           return bad("state of " + type + " does not match its keys");
-        node_ptr d = g_.make();
+        auto dn = make();
+        if (!dn) return std::move(dn).err();
+        node_ptr d = *dn;
         d->k = node::kind::dict;
         for (std::size_t j = 0; j < names.items().size(); ++j) {
           if (!names.items()[j].is(value::kind::string)) return bad("invalid keyset");
-          node_ptr key = g_.make();
+          auto kn = make();
+          if (!kn) return std::move(kn).err();
+          node_ptr key = *kn;
           key->k = node::kind::string;
           key->text = names.items()[j].as_string();
           auto val = dec(s->items()[j], depth + 1);
@@ -634,6 +634,7 @@ class decoder {
   const value* keys_ = nullptr;
   const value* dtypes_ = nullptr;
   std::uint64_t nodes_ = 0;
+  std::uint64_t budget_;  // bytes the graph may still declare
   std::unordered_map<std::int64_t, node_ptr> shared_;
 };
 
@@ -710,9 +711,11 @@ result<std::shared_ptr<graph>> decode_objects(const file& f, const decode_limits
   if (!idx) return bad("the packed object tree '" + name + "' is not in the file");
   const array_info& info = f.arrays()[*idx];
   if (info.type != dtype::uint8 || info.shape.size() != 1) return bad("the packed object tree must be a 1-D uint8 array");
+  if (info.decoded_length > lim.byte_budget(f.size()))
+    return fail(errc::limit_exceeded, "the packed object tree of " + std::to_string(info.decoded_length) + " bytes exceeds the file's budget");
   std::string text(info.decoded_length, '\0');
   VITRIFY_TRY(f.read_into(*idx, std::as_writable_bytes(std::span<char>(text.data(), text.size())), true));
-  auto body = parse_value(text, value_limits{lim.max_depth * 4 + 16, lim.max_nodes});
+  auto body = parse_value(text, value_limits{lim.json_depth(), lim.max_nodes});
   if (!body) return std::move(body).err();
   const value* root = dget(*body, "root");
   if (!root) return bad("the packed object tree has no root");

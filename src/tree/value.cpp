@@ -346,6 +346,8 @@ result<std::int64_t> get_int(simdjson::dom::element e, const std::string& where,
 
 }  // namespace
 
+result<value> value_from_object(simdjson::dom::object obj, value_parse_ctx& ctx, std::uint32_t depth, const std::string& where);
+
 result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx, std::uint32_t depth,
                                  const std::string& where) {
   using et = simdjson::dom::element_type;
@@ -371,10 +373,16 @@ result<value> value_from_element(simdjson::dom::element e, value_parse_ctx& ctx,
       }
       return value::list(std::move(items));
     }
-    case et::OBJECT: break;
+    case et::OBJECT: return value_from_object(e.get_object().value_unsafe(), ctx, depth, where);
     default: return bad(where, "unsupported JSON token");
   }
-  simdjson::dom::object obj = e.get_object().value_unsafe();
+}
+
+// Objects (tagged values and dicts) in a frame of their own: the locals they need would
+// otherwise make every level of a nested list as large, and a deep but legal tree would run
+// out of stack (under the sanitizers first).
+[[gnu::noinline]] result<value> value_from_object(simdjson::dom::object obj, value_parse_ctx& ctx, std::uint32_t depth,
+                                                  const std::string& where) {
   std::size_t n = obj.size();
   bool tagged = false;
   for (auto field : obj)
