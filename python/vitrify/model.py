@@ -1042,7 +1042,7 @@ def _summary(obj: Any, depth: int = 0) -> Any:
         return None
     node: dict[str, Any] = {"type": _canonical_name(type(obj))}
     try:
-        params = obj.get_params(deep=False)
+        params = _params(obj, BaseEstimator)
         defaults = _init_defaults(type(obj))
     except Exception:
         params, defaults = {}, {}
@@ -1078,8 +1078,26 @@ def _summary(obj: Any, depth: int = 0) -> Any:
     return node
 
 
+def _params(obj: Any, base: type) -> dict:
+    """obj.get_params(deep=False), without its per-call signature inspection when the class
+    keeps scikit-learn's own get_params (the names are cached per class: a save of a forest
+    asks once per tree)."""
+    cls = type(obj)
+    if cls.get_params is base.get_params and \
+            getattr(cls._get_param_names, "__func__", None) is base._get_param_names.__func__:
+        return {k: getattr(obj, k) for k in _param_names(cls)}
+    return obj.get_params(deep=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _param_names(cls: type) -> tuple:
+    return tuple(cls._get_param_names())
+
+
+@functools.lru_cache(maxsize=256)
 def _init_defaults(cls: type) -> dict:
-    """Default values of the constructor's parameters (without building an instance)."""
+    """Default values of the constructor's parameters (without building an instance); cached
+    per class, callers only read it."""
     import inspect as _inspect
     try:
         sig = _inspect.signature(cls.__init__)
