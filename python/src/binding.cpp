@@ -255,19 +255,7 @@ nb::bytes key_bytes(const vitrify::public_key& k) {
 // Writer
 // ---------------------------------------------------------------------------------------------
 
-struct Writer {
-  std::optional<vitrify::writer> w;
-  bool committed = false;
-  bool in_memory = false;
-  std::mutex mu;  // serialises calls made with the GIL released
-
-  vitrify::writer& get(const char* op) {
-    if (!w) raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is closed");
-    if (committed && std::string_view(op) != "take_bytes")
-      raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is already committed");
-    return *w;
-  }
-};
+using vitrify_py::Writer;
 
 // ---------------------------------------------------------------------------------------------
 // C++ runtime (vitrify.native)
@@ -362,6 +350,7 @@ NB_MODULE(_core, m) {
   vitrify_py::bind_tensors(m);
   vitrify_py::bind_convert(m);
   vitrify_py::bind_objects(m);
+  vitrify_py::bind_encode(m);
   nb::register_exception_translator(translate);
 
   m.attr("library_version") = vitrify::library_version();

@@ -4,10 +4,14 @@
 #include <nanobind/nanobind.h>
 
 #include <exception>
+#include <mutex>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <utility>
 
 #include "vitrify/error.hpp"
+#include "vitrify/writer.hpp"
 
 namespace vitrify_py {
 
@@ -34,11 +38,26 @@ inline void unwrap(vitrify::result<void>&& r) {
   if (!r.ok()) raise(std::move(r).err());
 }
 
+// The state behind vitrify._core.Writer (binding.cpp); bind_encode.cpp writes into it too.
+struct Writer {
+  std::optional<vitrify::writer> w;
+  bool committed = false;
+  bool in_memory = false;
+  std::mutex mu;  // serialises calls made with the GIL released
+
+  vitrify::writer& get(const char* op) {
+    if (!w) raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is closed");
+    if (committed && std::string_view(op) != "take_bytes")
+      raise(vitrify::errc::invalid_argument, std::string("Writer.") + op + "(): the writer is already committed");
+    return *w;
+  }
+};
 
 // One per area, each in its own file (bind_<area>.cpp), called from NB_MODULE in binding.cpp.
 void bind_legacy(nb::module_& m);   // bind_legacy.cpp: scan, non-executing pickle reader
 void bind_tensors(nb::module_& m);  // bind_tensors.cpp: tensors, safetensors / torch import
 void bind_convert(nb::module_& m);
 void bind_objects(nb::module_& m);  // bind_objects.cpp: vitrify.load's object decoder (lead)  // bind_convert.cpp: legacy model -> vitrify file
+void bind_encode(nb::module_& m);   // bind_encode.cpp: vitrify.dump's object walker
 
 }  // namespace vitrify_py

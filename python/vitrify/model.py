@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copyreg
 import datetime as _dt
 import functools
 import gc
@@ -34,7 +33,6 @@ import re
 import sys
 import threading
 import time
-import types
 import warnings
 from typing import Any, Iterable
 
@@ -255,25 +253,10 @@ def _import_name(name: str) -> Any:
 # Encoding
 # ------------------------------------------------------------------------------------------
 
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_POS_INF, _NEG_INF = float("inf"), float("-inf")
-# Numeric arrays smaller than this are stored inline in the content (base64, bit-exact) rather
-# than as arrays of the file: an array-table entry plus alignment padding costs more than that.
-_INLINE_MAX_BYTES = 512
-_PACKED_NAME = "content"
-_PACK_ZSTD_MIN = 4096
-# Version 3: numeric and plain structured arrays are stored back to back in one uint8 array of
-# the file (the pool), each at an offset aligned to _POOL_ALIGN (_POOL_ALIGN_BIG for arrays of
-# _POOL_BIG bytes or more). One array-table entry and one zstd frame instead of one per array:
-# smaller headers and files, better compression of many small arrays, cheaper loads.
-_POOL_NAME = "pool"
+# The walk and every byte of the encoding are C++ (python/src/bind_encode.cpp over the one
+# emitter, src/objects/encode.cpp); this module names classes and functions for it.
+# Pooled arrays start at multiples of this (src/objects/encode.hpp pool_align).
 _POOL_ALIGN = 16
-_POOL_ALIGN_BIG = 64
-_POOL_BIG = 4096
-
-
-def _obj(type_name: str, state: Any, version: int = OBJECT_VERSION) -> dict:
-    return {"$object": {"type": type_name, "version": version, "state": state}}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -293,13 +276,8 @@ def _structured_descr_ok(dt: np.dtype) -> bool:
 
 
 def _dtype_state(dt: np.dtype) -> Any:
-    if dt.fields is not None:
-        return {"fields": [[n, _dtype_state(dt.fields[n][0]), int(dt.fields[n][1])] for n in dt.names],
-                "itemsize": int(dt.itemsize), "aligned": bool(dt.isalignedstruct)}
-    if dt.subdtype is not None:
-        base, shape = dt.subdtype
-        return {"base": _dtype_state(base), "shape": list(shape)}
-    return dt.str
+    """The description the encoding stores for a numpy dtype (its str, or fields / sub-array)."""
+    return json.loads(_core.numpy_dtype_state(dt))
 
 
 _DTYPE_STR_RE = re.compile(r"[<>|=]?([biufcUSVOMm?])\d*(\[[a-zA-Z0-9]+\])?")
@@ -350,367 +328,6 @@ def _dtype_from_state_uncached(s: Any, depth: int) -> np.dtype:
         return np.dtype((_dtype_from_state_uncached(s["base"], depth + 1),
                          tuple(int(x) for x in s["shape"])))
     raise FormatError(f"invalid dtype description {s!r}")
-
-
-class _KeysetConflict(Exception):
-    """A dict written in the compact keyset form turned out to be referenced twice."""
-
-
-_KEYSET = object()   # memo marker: the dict was written as a keyset (no node of its own)
-
-
-class _Encoder:
-    """Object graph -> typed-value tree (Python dicts and lists, dumped once with json.dumps).
-
-    Every container is memoised by id() as it is met (the memo keeps it alive, so ids stay
-    unique). A second reference gives a ``$ref``; the first node is wrapped in ``$shared`` at
-    the end (nodes are dicts, changed in place; lists are found and replaced by identity).
-    """
-
-    def __init__(self, compress: Any, keysets: bool = True):
-        self.compress = compress
-        self.memo: dict[int, list] = {}          # id(obj) -> [obj, node, shared id or None]
-        self.next_sid = 0
-        self.type_names: set[str] = set()
-        self.arrays: list = []                     # (name, array, codec) written after encoding
-        self.array_bytes = 0
-        self.use_keysets = keysets
-        self.keysets: dict[tuple, int] = {}
-        self.dtypes: dict[str, int] = {}
-        self.dtype_objs: dict[tuple, int] = {}
-        self.dtype_list: list = []
-        self.keep: list = []
-        self.pool_parts: list = []                 # uint8 views and ints (zero padding)
-        self.pool_size = 0
-        self.pooled = False                        # some array state refers to the pool
-
-    # -- helpers --
-    def _keyset(self, keys: tuple) -> int:
-        k = self.keysets.get(keys)
-        if k is None:
-            k = self.keysets[keys] = len(self.keysets)
-        return k
-
-    def _dtype_ref(self, dt: np.dtype) -> Any:
-        if dt.fields is None and dt.subdtype is None:
-            return dt.str
-        # Every tree of a forest has the same node dtype: look it up by the dtype first.
-        key0 = (dt, dt.isalignedstruct)
-        i = self.dtype_objs.get(key0)
-        if i is not None:
-            return i
-        i = self.dtype_objs[key0] = self._dtype_ref_desc(dt)
-        return i
-
-    def _dtype_ref_desc(self, dt: np.dtype) -> int:
-        desc = _dtype_state(dt)
-        key = json.dumps(desc, separators=(",", ":"))
-        i = self.dtypes.get(key)
-        if i is None:
-            i = self.dtypes[key] = len(self.dtype_list)
-            self.dtype_list.append(desc)
-        return i
-
-    def finish(self) -> None:
-        """Wrap the first occurrence of every object referenced more than once in $shared."""
-        lists: dict[int, int] = {}
-        for m in self.memo.values():
-            sid = m[2]
-            if sid is None:
-                continue
-            node = m[1]
-            if type(node) is dict:
-                inner = dict(node)
-                node.clear()
-                node["$shared"] = {"id": sid, "value": inner}
-            else:
-                lists[id(node)] = sid
-        return lists
-
-    # -- encoding --
-    def enc(self, obj: Any) -> Any:
-        t = type(obj)
-        if t is str or obj is None or t is bool:
-            return obj
-        if t is int:
-            return obj if _INT64_MIN <= obj <= _INT64_MAX else {"$int": str(obj)}
-        if t is float:
-            if obj != obj:
-                return {"$float": "nan"}
-            if obj == _POS_INF or obj == _NEG_INF:
-                return {"$float": "inf" if obj > 0 else "-inf"}
-            return obj
-        if t is bytes:
-            return {"$bytes": base64.b64encode(obj).decode("ascii")}
-        i = id(obj)
-        m = self.memo.get(i)
-        if m is not None:
-            if m[1] is _KEYSET:
-                raise _KeysetConflict
-            sid = m[2]
-            if sid is None:
-                sid = m[2] = self.next_sid
-                self.next_sid += 1
-            return {"$ref": sid}
-        if t is list:
-            node: Any = []
-            self.memo[i] = [obj, node, None]
-            enc = self.enc
-            node.extend([enc(x) for x in obj])
-            return node
-        if t is dict:
-            enc = self.enc
-            for k in obj:
-                if type(k) is not str or k.startswith("$"):
-                    items: list = []
-                    node = {"$dict": items}
-                    self.memo[i] = [obj, node, None]
-                    items.extend([[enc(k), enc(v)] for k, v in obj.items()])
-                    return node
-            node = {}
-            self.memo[i] = [obj, node, None]
-            for k, v in obj.items():
-                node[k] = enc(v)
-            return node
-        if t is tuple:
-            items = []
-            node = {"$tuple": items}
-            self.memo[i] = [obj, node, None]
-            enc = self.enc
-            items.extend([enc(x) for x in obj])
-            return node
-        spec: dict = {"type": "", "version": OBJECT_VERSION, "state": None}
-        node = {"$object": spec}
-        self.memo[i] = [obj, node, None]
-        self._enc_object(obj, t, spec)
-        return node
-
-    def _enc_object(self, obj: Any, t: type, spec: dict) -> None:
-        enc = self.enc
-        if t is np.ndarray or t is np.memmap:
-            spec["type"] = "numpy.ndarray"
-            spec["state"] = self._enc_array(obj)
-            return
-        if t is np.ma.MaskedArray:
-            spec["type"] = "numpy.ma.MaskedArray"
-            st = {}
-            st["data"] = enc(np.ma.getdata(obj))
-            st["mask"] = enc(np.ma.getmaskarray(obj))
-            st["fill_value"] = enc(obj.fill_value)
-            spec["state"] = st
-            return
-        if isinstance(obj, np.generic):
-            dt = obj.dtype
-            if dt.hasobject:
-                raise ArgumentError("numpy object scalars cannot be saved")
-            spec["type"] = "numpy.generic"
-            spec["state"] = {"t": self._dtype_ref(dt),
-                             "b": base64.b64encode(np.asarray(obj).tobytes()).decode("ascii")}
-            return
-        if isinstance(obj, np.dtype):
-            spec["type"] = "numpy.dtype"
-            spec["state"] = _dtype_state(obj)
-            return
-        if t is set or t is frozenset:
-            spec["type"] = "builtins." + t.__name__
-            spec["state"] = [enc(x) for x in _stable_order(obj)]
-            return
-        if t is complex:
-            spec["type"] = "builtins.complex"
-            spec["state"] = [enc(obj.real), enc(obj.imag)]
-            return
-        if t is slice:
-            spec["type"] = "builtins.slice"
-            spec["state"] = [enc(obj.start), enc(obj.stop), enc(obj.step)]
-            return
-        if t is range:
-            spec["type"] = "builtins.range"
-            spec["state"] = [enc(obj.start), enc(obj.stop), enc(obj.step)]
-            return
-        if t is bytearray:
-            spec["type"] = "builtins.bytearray"
-            spec["state"] = {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
-            return
-        if t is np.random.RandomState:
-            spec["type"] = "numpy.random.RandomState"
-            spec["state"] = enc(obj.get_state(legacy=True))
-            return
-        if t is np.random.Generator:
-            bg = obj.bit_generator
-            spec["type"] = "numpy.random.Generator"
-            spec["state"] = {"bit_generator": _canonical_name(type(bg)), "state": enc(bg.state)}
-            return
-        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)):
-            name = _canonical_name(obj)
-            self.type_names.add(name)
-            spec["type"] = "vitrify.global"
-            spec["state"] = name
-            return
-        self._enc_reduce(obj, spec)
-
-    def _enc_array(self, a: np.ndarray) -> dict:
-        dt = a.dtype
-        if dt.hasobject:
-            if dt.fields is not None:
-                raise ArgumentError("structured arrays with object fields cannot be saved")
-            if a.size and all(type(x) is str for x in a.flat):
-                return {"u": self._add_array(a), "t": "O"}
-            enc = self.enc
-            return {"s": list(a.shape), "t": "O", "i": [enc(x) for x in a.ravel(order="C")]}
-        if dt.kind == "U":
-            return {"u": self._add_array(a), "t": dt.str}
-        if dt.kind == "S":
-            return {"y": self._add_array(np.ascontiguousarray(a).reshape(-1).view(np.uint8)),
-                    "s": list(a.shape), "t": dt.str}
-        fortran = a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous
-        stored = a.T if fortran else a  # C-contiguous view of the same memory: no copy
-        simple = dt.fields is None and dt.subdtype is None
-        if simple and dt.kind not in "biufcmM":
-            vname = _arrays.numpy_to_dtype(dt)   # bfloat16
-            if vname is None:
-                raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
-        elif not _structured_descr_ok(dt):
-            raise ArgumentError(f"cannot save numpy arrays of dtype {dt!r}")
-        if simple and dt.kind not in "biufcmM":
-            # bfloat16 / float8 (ml_dtypes): an array of the file, which records the dtype.
-            st = {"d": self._add_array(stored)}
-            if fortran:
-                st["o"] = "F"
-            return st
-        st = {"p": self._pool(stored), "t": self._dtype_ref(dt), "s": list(stored.shape)}
-        if fortran:
-            st["o"] = "F"
-        return st
-
-    def _pool(self, stored: np.ndarray) -> list:
-        """Append the bytes of a C-contiguous array to the pool: [offset, nbytes]."""
-        self.pooled = True
-        n = stored.nbytes
-        if n == 0:
-            return [0, 0]
-        align = _POOL_ALIGN_BIG if n >= _POOL_BIG else _POOL_ALIGN
-        pad = -self.pool_size % align
-        if pad:
-            self.pool_parts.append(pad)
-            self.pool_size += pad
-        off = self.pool_size
-        raw = np.ascontiguousarray(stored)
-        self.pool_parts.append(raw.reshape(-1).view(np.uint8))
-        self.pool_size += n
-        self.array_bytes += n
-        return [off, n]
-
-    def _add_array(self, a: np.ndarray) -> dict:
-        name = str(len(self.arrays))
-        self.arrays.append((name, a, self.compress(a)))
-        self.array_bytes += a.nbytes
-        return {"$array": name}
-
-    def _enc_reduce(self, obj: Any, spec: dict) -> None:
-        red = copyreg.dispatch_table.get(type(obj))
-        try:
-            rv = red(obj) if red is not None else obj.__reduce_ex__(4)
-        except Exception as e:
-            raise ArgumentError(f"cannot save {type(obj).__qualname__} object: {e}") from None
-        if isinstance(rv, str):
-            # A global reference (module-level singleton such as a function object).
-            mod = getattr(obj, "__module__", None)
-            name = f"{mod}.{rv}" if mod else rv
-            self.type_names.add(name)
-            spec["type"] = "vitrify.global"
-            spec["state"] = name
-            return
-        if not isinstance(rv, tuple):
-            raise ArgumentError(f"cannot save {type(obj).__qualname__}: __reduce_ex__ returned {type(rv).__name__}")
-        self.keep.append(rv)        # keep the reduce result alive: ids stay unique
-        enc = self.enc
-        func, args = rv[0], rv[1]
-        n = len(rv)
-        state = rv[2] if n > 2 else None
-        listitems = rv[3] if n > 3 else None
-        dictitems = rv[4] if n > 4 else None
-        out: dict[str, Any] = {}
-        if func is copyreg.__newobj__:
-            cls = args[0]
-            tname = _canonical_name(cls)
-            out["n"] = True
-            if len(args) > 1:
-                out["a"] = [enc(x) for x in args[1:]]
-        elif func is copyreg.__newobj_ex__:
-            cls, a, kw = args
-            tname = _canonical_name(cls)
-            out["n"] = True
-            out["a"] = [enc(x) for x in a]
-            out["kw"] = enc(dict(kw))
-        elif func is copyreg._reconstructor:
-            cls, base, bstate = args
-            tname = _canonical_name(cls)
-            if base is not object or bstate is not None:
-                raise ArgumentError(f"cannot save {tname}: unsupported copyreg reconstruction")
-            out["n"] = True
-        else:
-            tname = _canonical_name(func)
-            out["a"] = [enc(x) for x in (args or ())]
-        self.type_names.add(tname)
-        spec["type"] = tname
-        if state is not None:
-            k = None
-            if self.use_keysets and type(state) is dict and state and id(state) not in self.memo:
-                ks = tuple(state)
-                k = self.keysets.get(ks)        # a key list already seen is all str
-                if k is None and all(type(x) is str for x in ks):
-                    k = self._keyset(ks)
-            if k is not None:
-                # A dict state as a shared key list + its values (estimators of a forest all
-                # have the same keys).
-                self.memo[id(state)] = [state, _KEYSET, None]
-                out["k"] = k
-                out["s"] = [enc(v) for v in state.values()]
-            else:
-                out["s"] = enc(state)
-        if listitems is not None:
-            out["li"] = [enc(x) for x in listitems]
-        if dictitems is not None:
-            out["di"] = [[enc(k), enc(v)] for k, v in dictitems]
-        spec["state"] = out
-
-
-def _stable_order(s: Iterable) -> list:
-    items = list(s)
-    try:
-        return sorted(items)
-    except TypeError:
-        return sorted(items, key=repr)
-
-
-def _replace_nodes(root: Any, targets: dict[int, int]) -> Any:
-    """Replace list nodes (by identity) with their $shared wrapper; used when a list is shared."""
-    def wrap(x: Any) -> Any:
-        sid = targets.get(id(x))
-        return x if sid is None else {"$shared": {"id": sid, "value": x}}
-    root = wrap(root)
-    stack = [root]
-    seen: set[int] = set()
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if type(x) is list:
-            for j, e in enumerate(x):
-                if type(e) is list or type(e) is dict:
-                    w = wrap(e)
-                    if w is not e:
-                        x[j] = w
-                    stack.append(e)
-        elif type(x) is dict:
-            for k, e in x.items():
-                if type(e) is list or type(e) is dict:
-                    w = wrap(e)
-                    if w is not e:
-                        x[k] = w
-                    stack.append(e)
-    return root
 
 
 # ------------------------------------------------------------------------------------------
@@ -1425,7 +1042,7 @@ def _summary(obj: Any, depth: int = 0) -> Any:
         return None
     node: dict[str, Any] = {"type": _canonical_name(type(obj))}
     try:
-        params = obj.get_params(deep=False)
+        params = _params(obj, BaseEstimator)
         defaults = _init_defaults(type(obj))
     except Exception:
         params, defaults = {}, {}
@@ -1461,8 +1078,26 @@ def _summary(obj: Any, depth: int = 0) -> Any:
     return node
 
 
+def _params(obj: Any, base: type) -> dict:
+    """obj.get_params(deep=False), without its per-call signature inspection when the class
+    keeps scikit-learn's own get_params (the names are cached per class: a save of a forest
+    asks once per tree)."""
+    cls = type(obj)
+    if cls.get_params is base.get_params and \
+            getattr(cls._get_param_names, "__func__", None) is base._get_param_names.__func__:
+        return {k: getattr(obj, k) for k in _param_names(cls)}
+    return obj.get_params(deep=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _param_names(cls: type) -> tuple:
+    return tuple(cls._get_param_names())
+
+
+@functools.lru_cache(maxsize=256)
 def _init_defaults(cls: type) -> dict:
-    """Default values of the constructor's parameters (without building an instance)."""
+    """Default values of the constructor's parameters (without building an instance); cached
+    per class, callers only read it."""
     import inspect as _inspect
     try:
         sig = _inspect.signature(cls.__init__)
@@ -1534,15 +1169,10 @@ def _jsonable_plain(v: Any) -> Any:
 # Public API
 # ------------------------------------------------------------------------------------------
 
-def _compress_policy(compress: Any):
+def _compress_spec(compress: Any) -> tuple:
     if isinstance(compress, dict):
         raise ArgumentError("dump(compress=...) takes None, 'zstd', an int level or (codec, level)")
-    spec = _arrays._codec_spec(compress, "compress")
-    if spec[0] == "raw":
-        return spec, lambda a: spec
-    # Small arrays are not worth a zstd frame; keep them raw (and mappable).
-    raw = ("raw", 0)
-    return spec, lambda a: spec if a.nbytes >= 256 else raw
+    return _arrays._codec_spec(compress, "compress")
 
 
 class _Progress:
@@ -1569,20 +1199,6 @@ class _Progress:
         if self.shown:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def _encode(obj: Any, policy: Any) -> _Encoder:
-    enc = _Encoder(policy)
-    try:
-        enc.root = enc.enc(obj)
-    except _KeysetConflict:
-        # A state dict written as a keyset is referenced elsewhere too: write plain dicts.
-        enc = _Encoder(policy, keysets=False)
-        enc.root = enc.enc(obj)
-    lists = enc.finish()
-    if lists:
-        enc.root = _replace_nodes(enc.root, lists)
-    return enc
 
 
 _gc_lock = threading.Lock()
@@ -1619,35 +1235,16 @@ def _write_object(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool
 def _write_object_inner(w: Any, obj: Any, compress: Any, metadata: Any, progress: bool | None) -> None:
     from . import values as _values
     prog = _Progress("saving", progress)
-    spec, policy = _compress_policy(compress)
-    enc = _encode(obj, policy)
-    add_one = _arrays._add_one
-    for name, a, codec in enc.arrays:
-        add_one(w, name, a, codec)
-    if enc.pooled:
-        w.add_bytes(_POOL_NAME, enc.pool_parts, spec[0], spec[1])
-    prog.update(f"{len(enc.arrays)} arrays, {enc.array_bytes / 2**20:.1f} MiB")
-    # The object tree goes into one uint8 array of the file (zstd-compressed with the arrays'
-    # level when compression is on): no JSON re-parse by the header writer or reader.
-    body: dict[str, Any] = {"root": enc.root}
-    if enc.keysets:
-        body["keys"] = [list(k) for k in enc.keysets]
-    if enc.dtype_list:
-        body["dtypes"] = enc.dtype_list
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-    # The tree is always parsed in full (never memory-mapped), so it is compressed even when the
-    # arrays stay raw: zstd level 1 when it is big enough to gain anything.
-    codec = spec if spec[0] == "zstd" else ("zstd", 1) if len(text) >= _PACK_ZSTD_MIN else spec
-    w.add_array(_PACKED_NAME, "uint8", [len(text)], text, codec[0], codec[1], None)
-    content: dict[str, Any] = {"kind": CONTENT_KIND, "version": CONTENT_VERSION if enc.pooled else 2,
-                               "packed": {"$array": _PACKED_NAME}, "types": sorted(enc.type_names)}
-    if enc.pooled:
-        content["pool"] = {"$array": _POOL_NAME}
-    try:
-        content["schema"] = _schema(obj)
-    except Exception:  # the schema is a convenience; never fail a save over it
-        pass
-    w.set_content(json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    spec = _compress_spec(compress)
+    try:  # the schema is a convenience for inspect; never fail a save over it
+        schema = json.dumps(_schema(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except Exception:
+        schema = None
+    # Arrays, the pool, the packed object tree and the content section, written by the C++
+    # encoder (docs/PYTHON.md "What is stored").
+    info = _core.encode_objects(w, obj, spec[0], spec[1], schema, _canonical_name, _arrays.numpy_to_dtype,
+                                ArgumentError)
+    prog.update(f"{info['arrays'] + info['pooled_arrays']} arrays, {info['array_bytes'] / 2**20:.1f} MiB")
     w.set_environment(json.dumps(current_environment(), separators=(",", ":")))
     if metadata is not None:
         w.set_metadata(_values.encode(metadata, where="metadata"))

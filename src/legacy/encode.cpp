@@ -1,22 +1,24 @@
-// The C++ encoder of inert object graphs (pyobj) into the object encoding of `vitrify.dump`
-// (python/vitrify/model.py, _Encoder; docs/PYTHON.md "What is stored"). Python's decoder
-// (`vitrify.load`) and the C++ one (pyobj::decode_objects) read its output like a dump.
+// `vitrify convert`'s front-end of the object encoder: walks an inert graph (pyobj, from the
+// non-executing pickle reader or decode_objects) onto the one emitter of the object encoding
+// (src/objects/encode.hpp), which vitrify.dump's walker of live Python objects drives too. So a
+// converted pickle is written exactly as vitrify.dump writes the same object: Python's decoder
+// (`vitrify.load`) and the C++ one (pyobj::decode_objects) read it like a dump.
 //
-// The layout mirrors the Python encoder choice for choice, so a graph decoded from a dump and
-// encoded again loads to the same object: small numeric arrays inline (base64), larger ones in
-// the array table, str arrays as string arrays, structured and datetime arrays as raw bytes
-// plus a checked dtype description, state dicts as keysets, and a node reachable twice written
-// once as $shared and then as $ref.
+// What each pyobj node is decides how it is written; the layout (pool, keysets, dtype table,
+// inline arrays, $shared/$ref for nodes reachable twice) is the emitter's.
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <unordered_map>
 
 #include "vitrify/convert.hpp"
+#include "format/internal.hpp"
+#include "objects/encode.hpp"
 #include "tree/value_json.hpp"
 
 namespace vitrify::legacy {
@@ -28,43 +30,9 @@ using nk = node::kind;
 
 error bad(std::string msg) { return fail(errc::bad_state, "convert: " + std::move(msg)); }
 
-constexpr std::uint64_t pack_zstd_min = 4096;   // model.py _PACK_ZSTD_MIN
-constexpr std::uint64_t zstd_min_bytes = 256;   // model.py _compress_policy: smaller stay raw
-constexpr const char* packed_name = "content";
-constexpr const char* pool_name = "pool";
-
-std::string base64(std::span<const std::byte> d) {
-  return vitrify::detail::base64_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
-}
-
 // Python's json module and simdjson both reject invalid UTF-8 (and encoded surrogates), which
 // a pickle's str may carry (pickle writes them with 'surrogatepass').
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  std::size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-    else return false;
-    if (i + len > n) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
+bool valid_utf8(std::string_view s) { return vitrify::detail::valid_utf8(s.data(), s.size()); }
 
 // Names the format accepts for $object types (src/tree/value.cpp valid_type_name).
 bool valid_type_name(std::string_view s) {
@@ -174,290 +142,237 @@ bool is_special(std::string_view t) {
          t == "builtins.slice" || t == "builtins.range" || t == "builtins.bytearray";
 }
 
-class encoder {
+class walker {
  public:
-  encoder(writer& w, const encode_options& o) : w_(w), o_(o) {}
+  walker(objects::emitter& e, const encode_options& o) : e_(e), o_(o) {}
 
-  // Version 3: the pooled arrays' bytes (views of the graph's arrays) and zero padding.
-  static constexpr std::byte pool_zeros[64] = {};
-  std::vector<std::span<const std::byte>> pool_parts_;
-  std::uint64_t pool_size_ = 0;
-  bool pooled_ = false;
+  // Bytes of bytes ('S') arrays, which the graph holds as strings: the emitter refers to them
+  // until finish().
+  std::deque<std::vector<std::byte>> owned;
+  /// A state dict written as a keyset was met again: the walk must be redone with plain dicts,
+  /// as vitrify.dump does.
+  bool conflict = false;
 
-  // Pass 1: how many edges lead to each container node (a node reached twice is shared).
-  result<void> count(const node* n, std::uint32_t depth) {
+  result<void> enc(const node* n, std::uint32_t depth) {
     if (!n) return bad("null node in the object graph");
     if (depth > o_.max_depth) return fail(errc::limit_exceeded, "convert: object graph nested deeper than " + std::to_string(o_.max_depth));
-    if (!shareable(*n)) return {};
-    if (++refs_[n] > 1) return {};
-    return count_children(*n, depth);
-  }
-
-  result<value> root(const node& n) { return enc(&n, 0); }
-
-  value body(value root) {
-    value b = value::dict();
-    b.items().push_back(value::string("root"));
-    b.items().push_back(std::move(root));
-    if (!keyset_list_.empty()) {
-      value ks = value::list();
-      for (const auto& k : keyset_list_) {
-        value l = value::list();
-        for (const auto& s : k) l.items().push_back(value::string(s));
-        ks.items().push_back(std::move(l));
+    switch (n->k) {
+      case nk::none: e_.null(); return {};
+      case nk::boolean: e_.boolean(n->b); return {};
+      case nk::integer: e_.integer(n->i); return {};
+      case nk::big_integer: e_.big_integer(n->text); return {};
+      case nk::floating: e_.floating(n->d); return {};
+      case nk::string:
+        if (!valid_utf8(n->text)) return bad("a str in the object graph is not valid UTF-8");
+        e_.string(n->text);
+        return {};
+      case nk::bytes: e_.bytes(std::as_bytes(std::span<const char>(n->text.data(), n->text.size()))); return {};
+      default: break;
+    }
+    if (auto it = memo_.find(n); it != memo_.end()) {
+      if (it->second == keyset_marker) {
+        conflict = true;
+        return bad("keyset conflict");
       }
-      b.items().push_back(value::string("keys"));
-      b.items().push_back(std::move(ks));
+      e_.ref(it->second);
+      return {};
     }
-    if (!dtype_list_.empty()) {
-      value dl = value::list(dtype_list_);
-      b.items().push_back(value::string("dtypes"));
-      b.items().push_back(std::move(dl));
-    }
-    return b;
-  }
-
-  encode_info info;
-  std::set<std::string> types;
-
- private:
-  static bool shareable(const node& n) {
-    switch (n.k) {
-      case nk::none: case nk::boolean: case nk::integer: case nk::big_integer: case nk::floating:
-      case nk::string: case nk::bytes: return false;
-      default: return true;
-    }
-  }
-
-  result<void> count_children(const node& n, std::uint32_t depth) {
-    for (const node* x : n.items) VITRIFY_TRY(count(x, depth + 1));
-    for (const auto& [k, v] : n.entries) {
-      VITRIFY_TRY(count(k, depth + 1));
-      VITRIFY_TRY(count(v, depth + 1));
-    }
-    if (n.arr)
-      for (const node* x : n.arr->items) VITRIFY_TRY(count(x, depth + 1));
-    if (n.k == nk::object && n.obj) {
-      const pyobj::object& o = *n.obj;
-      for (const node* x : o.args) VITRIFY_TRY(count(x, depth + 1));
-      if (o.kwargs) VITRIFY_TRY(count(o.kwargs, depth + 1));
-      if (o.state) {
-        // The state of a special object is written in place (its decoder reads it directly),
-        // so it is not an edge of its own: only its contents are counted.
-        if (is_special(o.type)) {
-          if (shareable(*o.state)) VITRIFY_TRY(count_children(*o.state, depth + 1));
-        } else {
-          VITRIFY_TRY(count(o.state, depth + 1));
-        }
-      }
-      for (const node* x : o.listitems) VITRIFY_TRY(count(x, depth + 1));
-      for (const auto& [k, v] : o.dictitems) {
-        VITRIFY_TRY(count(k, depth + 1));
-        VITRIFY_TRY(count(v, depth + 1));
-      }
-    }
+    const auto s = e_.open_node();
+    memo_.emplace(n, s);
+    VITRIFY_TRY(inner(*n, depth));
+    e_.close_node(s);
     return {};
   }
 
-  result<value> enc(const node* n, std::uint32_t depth) {
-    if (!n) return bad("null node in the object graph");
-    if (depth > o_.max_depth) return fail(errc::limit_exceeded, "convert: object graph nested deeper than " + std::to_string(o_.max_depth));
-    if (shareable(*n)) {
-      if (auto it = sids_.find(n); it != sids_.end()) return value::ref(it->second);
-      auto rc = refs_.find(n);
-      if (rc != refs_.end() && rc->second > 1) {
-        std::int64_t sid = next_sid_++;
-        sids_.emplace(n, sid);  // before the contents: cycles refer back to it
-        ++info.shared;
-        auto inner = enc_inner(*n, depth);
-        if (!inner) return std::move(inner).err();
-        return value::shared(sid, std::move(inner).value());
-      }
-    }
-    return enc_inner(*n, depth);
+ private:
+  static constexpr objects::emitter::slot keyset_marker = UINT32_MAX;
+
+  result<void> items(const std::vector<pyobj::node_ptr>& xs, std::uint32_t depth) {
+    e_.begin_list();
+    for (const node* x : xs) VITRIFY_TRY(enc(x, depth + 1));
+    e_.end_list();
+    return {};
   }
 
-  result<value> enc_list(const std::vector<pyobj::node_ptr>& xs, std::uint32_t depth, value out) {
-    out.items().reserve(xs.size());
-    for (const node* x : xs) {
-      auto v = enc(x, depth + 1);
-      if (!v) return std::move(v).err();
-      out.items().push_back(std::move(v).value());
-    }
-    return out;
-  }
-
-  result<value> enc_inner(const node& n, std::uint32_t depth) {
+  result<void> inner(const node& n, std::uint32_t depth) {
     switch (n.k) {
-      case nk::none: return value::null();
-      case nk::boolean: return value::boolean(n.b);
-      case nk::integer: return value::integer(n.i);
-      case nk::big_integer: return value::big_integer(n.text);
-      case nk::floating: return value::floating(n.d);
-      case nk::string:
-        if (!valid_utf8(n.text)) return bad("a str in the object graph is not valid UTF-8");
-        return value::string(n.text);
-      case nk::bytes: return value::bytes(n.text);
-      case nk::list: return enc_list(n.items, depth, value::list());
-      case nk::tuple: return enc_list(n.items, depth, value::tuple());
+      case nk::list: return items(n.items, depth);
+      case nk::tuple:
+        e_.begin_tuple();
+        for (const node* x : n.items) VITRIFY_TRY(enc(x, depth + 1));
+        e_.end_tuple();
+        return {};
       case nk::set:
-      case nk::frozenset: {
-        auto items = enc_list(n.items, depth, value::list());
-        if (!items) return std::move(items).err();
-        return value::object(n.k == nk::set ? "builtins.set" : "builtins.frozenset", 1, std::move(items).value());
-      }
-      case nk::complex: {
-        value st = value::list();
-        st.items().push_back(value::floating(n.d));
-        st.items().push_back(value::floating(n.imag));
-        return value::object("builtins.complex", 1, std::move(st));
-      }
+      case nk::frozenset:
+        e_.begin_object(n.k == nk::set ? "builtins.set" : "builtins.frozenset");
+        VITRIFY_TRY(items(n.items, depth));
+        e_.end_object();
+        return {};
+      case nk::complex:
+        e_.begin_object("builtins.complex");
+        e_.begin_list();
+        e_.floating(n.d);
+        e_.floating(n.imag);
+        e_.end_list();
+        e_.end_object();
+        return {};
       case nk::dict: return enc_dict(n, depth);
-      case nk::array: {
+      case nk::array:
         if (!n.arr) return bad("array node without data");
-        auto st = enc_array(*n.arr, depth);
-        if (!st) return std::move(st).err();
-        return value::object("numpy.ndarray", 1, std::move(st).value());
-      }
+        e_.begin_object("numpy.ndarray");
+        VITRIFY_TRY(enc_array(*n.arr, depth));
+        e_.end_object();
+        return {};
       case nk::scalar: {
         if (!n.arr) return bad("numpy scalar without data");
-        auto dt = dtype_of(*n.arr);
-        if (!dt) return std::move(dt).err();
-        if (dt->first.kind == 'O' || dt->first.kind == 'U' || dt->first.kind == 'S')
-          return bad("numpy scalars of dtype " + dt->first.str + " are not supported");
-        if (n.arr->data.size() != dt->first.itemsize) return bad("numpy scalar of dtype " + dt->first.str + " has " + std::to_string(n.arr->data.size()) + " bytes");
-        value st = value::dict();
-        st.items().push_back(value::string("t"));
-        st.items().push_back(std::move(dt->second));
-        st.items().push_back(value::string("b"));
-        st.items().push_back(value::string(base64(n.arr->data)));
-        return value::object("numpy.generic", 1, std::move(st));
+        auto d = parse_dtype(n.arr->dtype);
+        if (!d) return std::move(d).err();
+        if (d->kind == 'O' || d->kind == 'U' || d->kind == 'S')
+          return bad("numpy scalars of dtype " + d->str + " are not supported");
+        if (n.arr->data.size() != d->itemsize)
+          return bad("numpy scalar of dtype " + d->str + " has " + std::to_string(n.arr->data.size()) + " bytes");
+        std::string desc;
+        if (d->kind == 'V') VITRIFY_TRY(structured_desc(*n.arr, *d, desc));
+        e_.begin_object("numpy.generic");
+        e_.begin_dict();
+        e_.key("t");
+        dtype_ref(*d, desc);
+        e_.key("b");
+        e_.base64_text(n.arr->data);
+        e_.end_dict();
+        e_.end_object();
+        return {};
       }
       case nk::dtype: {
+        std::string desc;
         if (!n.arr) {
           auto d = parse_dtype(n.text);
           if (!d) return std::move(d).err();
-          return value::object("numpy.dtype", 1, value::string(d->str));
+          desc = json_string(d->str);
+        } else {
+          auto d = parse_dtype(n.arr->dtype);
+          if (!d) return std::move(d).err();
+          if (d->kind != 'V' || n.arr->fields.empty()) desc = json_string(d->str);
+          else VITRIFY_TRY(structured_desc(*n.arr, *d, desc));
         }
-        auto st = dtype_state(*n.arr);
-        if (!st) return std::move(st).err();
-        return value::object("numpy.dtype", 1, std::move(st).value());
+        e_.begin_object("numpy.dtype");
+        e_.raw_json(desc);
+        e_.end_object();
+        return {};
       }
-      case nk::global: {
+      case nk::global:
         if (!valid_type_name(n.text)) return bad("invalid global name '" + n.text + "'");
-        types.insert(n.text);
-        return value::object("vitrify.global", 1, value::string(n.text));
-      }
+        e_.global(n.text);
+        return {};
       case nk::object: return enc_object(n, depth);
+      default: return bad("unknown node kind");
     }
-    return bad("unknown node kind");
   }
 
-  result<value> enc_dict(const node& n, std::uint32_t depth) {
-    value out = value::dict();
+  static std::string json_string(std::string_view s) {
+    std::string out;
+    detail::append_json_string(out, s);
+    return out;
+  }
+
+  result<void> enc_dict(const node& n, std::uint32_t depth) {
     // A pickle may set one key twice; Python keeps the first position and the last value.
+    std::vector<std::pair<const node*, const node*>> entries;
+    entries.reserve(n.entries.size());
     std::unordered_map<std::string, std::size_t> str_pos;
     std::unordered_map<std::int64_t, std::size_t> int_pos;
-    out.items().reserve(2 * n.entries.size());
+    bool plain = true;
     for (const auto& [k, v] : n.entries) {
       if (!k) return bad("null dict key");
       std::size_t* slot = nullptr;
-      std::size_t here = out.items().size() / 2;
       if (k->k == nk::string) {
-        auto [it, fresh] = str_pos.emplace(k->text, here);
+        auto [it, fresh] = str_pos.emplace(k->text, entries.size());
         if (!fresh) slot = &it->second;
       } else if (k->k == nk::integer) {
-        auto [it, fresh] = int_pos.emplace(k->i, here);
+        auto [it, fresh] = int_pos.emplace(k->i, entries.size());
         if (!fresh) slot = &it->second;
       }
-      auto vv = enc(v, depth + 1);
-      if (!vv) return std::move(vv).err();
       if (slot) {
-        out.items()[2 * *slot + 1] = std::move(vv).value();
+        entries[*slot].second = v;
         continue;
       }
-      auto kk = enc(k, depth + 1);
-      if (!kk) return std::move(kk).err();
-      out.items().push_back(std::move(kk).value());
-      out.items().push_back(std::move(vv).value());
+      if (k->k != nk::string || (!k->text.empty() && k->text.front() == '$')) plain = false;
+      entries.emplace_back(k, v);
     }
-    return out;
+    if (plain) {
+      e_.begin_dict();
+      for (const auto& [k, v] : entries) {
+        if (!valid_utf8(k->text)) return bad("a str in the object graph is not valid UTF-8");
+        e_.key(k->text);
+        VITRIFY_TRY(enc(v, depth + 1));
+      }
+      e_.end_dict();
+      return {};
+    }
+    e_.begin_pair_dict();
+    for (const auto& [k, v] : entries) {
+      e_.begin_list();
+      VITRIFY_TRY(enc(k, depth + 1));
+      VITRIFY_TRY(enc(v, depth + 1));
+      e_.end_list();
+    }
+    e_.end_pair_dict();
+    return {};
   }
 
   // ---- numpy ----
 
-  // The dtype of an array or scalar, and how the tree refers to it ("<f8", or an index into
-  // the dtypes table for structured dtypes).
-  result<std::pair<dt_desc, value>> dtype_of(const pyobj::ndarray& a) {
-    auto d = parse_dtype(a.dtype);
-    if (!d) return std::move(d).err();
-    if (d->kind != 'V') return std::pair{*d, value::string(d->str)};
-    if (a.fields.empty()) return bad("unstructured void arrays ('" + a.dtype + "') cannot be stored");
-    auto st = dtype_state(a);
-    if (!st) return std::move(st).err();
-    std::string key = to_json(*st);
-    auto it = dtypes_.find(key);
-    if (it == dtypes_.end()) {
-      it = dtypes_.emplace(key, static_cast<std::int64_t>(dtype_list_.size())).first;
-      dtype_list_.push_back(std::move(st).value());
-    }
-    return std::pair{*d, value::integer(it->second)};
+  void dtype_ref(const dt_desc& d, const std::string& desc) {
+    if (d.kind == 'V') e_.integer(e_.dtype_index(desc));
+    else e_.string(d.str);
   }
 
-  // model.py _dtype_state. Field layouts are kept exactly; numpy's "aligned" flag is not part
-  // of the graph and is written false (the dtypes scikit-learn stores are not aligned structs,
-  // and numpy compares dtypes by their fields, offsets and itemsize).
-  result<value> dtype_state(const pyobj::ndarray& a) {
-    auto d = parse_dtype(a.dtype);
-    if (!d) return std::move(d).err();
-    if (d->kind != 'V' || a.fields.empty()) return value::string(d->str);
-    if (d->itemsize == 0) return bad("structured dtype with itemsize 0");
-    value fl = value::list();
+  // model.py _dtype_state of a structured dtype. Field layouts are kept exactly; numpy's
+  // "aligned" flag is not part of the graph and is written false (the dtypes scikit-learn
+  // stores are not aligned structs, and numpy compares dtypes by fields, offsets and itemsize).
+  result<void> structured_desc(const pyobj::ndarray& a, const dt_desc& d, std::string& out) {
+    if (a.fields.empty()) return bad("unstructured void arrays ('" + a.dtype + "') cannot be stored");
+    if (d.itemsize == 0) return bad("structured dtype with itemsize 0");
+    out += R"({"fields":[)";
+    bool first = true;
     for (const auto& f : a.fields) {
       auto fd = parse_dtype(f.dtype);
       if (!fd) return std::move(fd).err();
       if (fd->kind == 'O' || fd->kind == 'U' || fd->kind == 'S' || fd->kind == 'V')
         return bad("structured dtypes may only have plain numeric fields (field '" + f.name + "' is " + f.dtype + ")");
-      if (f.offset > d->itemsize || fd->itemsize > d->itemsize - f.offset) return bad("structured dtype field '" + f.name + "' lies outside its record");
+      if (f.offset > d.itemsize || fd->itemsize > d.itemsize - f.offset) return bad("structured dtype field '" + f.name + "' lies outside its record");
       if (!valid_utf8(f.name)) return bad("structured dtype field name is not valid UTF-8");
-      value item = value::list();
-      item.items().push_back(value::string(f.name));
-      item.items().push_back(value::string(fd->str));
-      item.items().push_back(value::integer(static_cast<std::int64_t>(f.offset)));
-      fl.items().push_back(std::move(item));
+      if (!first) out.push_back(',');
+      first = false;
+      out.push_back('[');
+      detail::append_json_string(out, f.name);
+      out.push_back(',');
+      detail::append_json_string(out, fd->str);
+      out += ',' + std::to_string(f.offset) + ']';
     }
-    value st = value::dict();
-    st.items().push_back(value::string("fields"));
-    st.items().push_back(std::move(fl));
-    st.items().push_back(value::string("itemsize"));
-    st.items().push_back(value::integer(static_cast<std::int64_t>(d->itemsize)));
-    st.items().push_back(value::string("aligned"));
-    st.items().push_back(value::boolean(false));
-    return st;
+    out += R"(],"itemsize":)" + std::to_string(d.itemsize) + R"(,"aligned":false})";
+    return {};
   }
 
-  static value shape_value(const std::vector<std::uint64_t>& s) {
-    value l = value::list();
-    for (auto x : s) l.items().push_back(value::integer(static_cast<std::int64_t>(x)));
-    return l;
+  result<void> strings(const pyobj::ndarray& a, const std::vector<std::uint64_t>& shape, std::uint64_t n,
+                       std::string_view hint, std::uint64_t numpy_nbytes) {
+    if (a.strings.size() != n) return bad("string array item count does not match its shape");
+    std::vector<std::uint64_t> offsets{0};
+    offsets.reserve(a.strings.size() + 1);
+    std::string text;
+    for (const auto& s : a.strings) {
+      if (!valid_utf8(s)) return bad("a string array item is not valid UTF-8");
+      text += s;
+      offsets.push_back(text.size());
+    }
+    e_.strings(shape, std::move(offsets), std::move(text), hint, hint == "object" ? "O" : hint, numpy_nbytes);
+    return {};
   }
 
-  static void put(value& d, const char* k, value v) {
-    d.items().push_back(value::string(k));
-    d.items().push_back(std::move(v));
-  }
-
-  array_codec codec_for(std::uint64_t bytes) const {
-    if (o_.arrays.codec != codec::raw && bytes >= zstd_min_bytes) return o_.arrays;
-    return array_codec{codec::raw, 0};
-  }
-
-  std::string next_name() { return std::to_string(next_array_++); }
-
-  result<value> enc_array(const pyobj::ndarray& a, std::uint32_t depth) {
-    auto dt = dtype_of(a);
-    if (!dt) return std::move(dt).err();
-    const dt_desc& d = dt->first;
+  result<void> enc_array(const pyobj::ndarray& a, std::uint32_t depth) {
+    auto dr = parse_dtype(a.dtype);
+    if (!dr) return std::move(dr).err();
+    const dt_desc& d = *dr;
     // Shape checks: every dimension >= 0 and the product fits (producers promise it; the file
     // format checks it again, but the encoder computes sizes from it first).
     std::vector<std::uint64_t> shape;
@@ -468,229 +383,144 @@ class encoder {
       if (__builtin_mul_overflow(n, static_cast<std::uint64_t>(s), &n) || n > (std::uint64_t{1} << 62)) return bad("array too large");
     }
     if (shape.size() > 64) return bad("array rank above 64");
-    value st = value::dict();
-
     if (d.kind == 'O') {
       if (!a.items.empty() || a.strings.empty()) {
         if (a.items.size() != n) return bad("object array item count does not match its shape");
-        put(st, "s", shape_value(shape));
-        put(st, "t", value::string("O"));
-        auto items = enc_list(a.items, depth, value::list());
-        if (!items) return std::move(items).err();
-        put(st, "i", std::move(items).value());
-        return st;
+        e_.begin_dict();
+        e_.key("s");
+        e_.begin_list();
+        for (auto s : shape) e_.integer(static_cast<std::int64_t>(s));
+        e_.end_list();
+        e_.key("t");
+        e_.string("O");
+        e_.key("i");
+        VITRIFY_TRY(items(a.items, depth));
+        e_.end_dict();
+        return {};
       }
-      return string_array(a, shape, n, "object", value::string("O"));
+      return strings(a, shape, n, "object", 8 * n);
     }
-    if (d.kind == 'U') {
-      std::string hint = "<U" + std::to_string(d.itemsize / 4);
-      return string_array(a, shape, n, hint, value::string(hint));
-    }
+    if (d.kind == 'U') return strings(a, shape, n, "<U" + std::to_string(d.itemsize / 4), n * d.itemsize);
     if (d.kind == 'S') {
       if (a.strings.size() != n) return bad("bytes array item count does not match its shape");
-      std::vector<std::byte> raw(static_cast<std::size_t>(n * d.itemsize), std::byte{0});
+      if (d.itemsize && n > (std::uint64_t{1} << 40) / d.itemsize) return bad("bytes array too large");
+      auto& raw = owned.emplace_back(static_cast<std::size_t>(n * d.itemsize), std::byte{0});
       for (std::uint64_t i = 0; i < n; ++i) {
         const std::string& s = a.strings[i];
         if (s.size() > d.itemsize) return bad("bytes array item longer than its dtype " + d.str);
         std::memcpy(raw.data() + i * d.itemsize, s.data(), s.size());
       }
-      std::string name = next_name();
-      std::uint64_t len = raw.size();
-      VITRIFY_TRY(w_.add_array(name, dtype::uint8, std::span<const std::uint64_t>(&len, 1), raw, codec_for(len)));
-      ++info.arrays;
-      info.array_bytes += len;
-      put(st, "y", value::array_ref(name));
-      put(st, "s", shape_value(shape));
-      put(st, "t", value::string(d.str));
-      return st;
+      e_.byte_strings(shape, raw, d.str);
+      return {};
     }
-
     // Fixed-size data.
     if (d.itemsize == 0 || n > UINT64_MAX / d.itemsize || a.data.size() != n * d.itemsize)
       return bad("array data (" + std::to_string(a.data.size()) + " bytes) does not match dtype " + d.str + " and its shape");
     if (d.kind == 'b')
       for (std::byte x : a.data)
         if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
-    // Fortran-ordered data is stored as the C-ordered transpose (model.py: `a.T`), the
-    // stored shape reversed, with "o": "F".
-    bool fortran = a.fortran && shape.size() > 1;
-    std::vector<std::uint64_t> stored = shape;
-    if (fortran) std::reverse(stored.begin(), stored.end());
-    bool simple = d.kind != 'V';
-    // ml_dtypes arrays always go to the table (vitrify.dump does the same: inline dtypes are
-    // numpy type codes).
-    bool named_dtype = d.str.front() != '<' && d.str.front() != '|';
-    if (o_.pool && !named_dtype) {
-      // Version 3: the bytes go to the pool, 16-byte aligned (64 from 4 KiB), as model.py's _pool.
-      pooled_ = true;
-      std::uint64_t off = 0, len = a.data.size();
-      if (len != 0) {
-        const std::uint64_t align = len >= 4096 ? 64 : 16;
-        const std::uint64_t pad = (align - pool_size_ % align) % align;
-        if (pad) pool_parts_.emplace_back(pool_zeros, static_cast<std::size_t>(pad));
-        pool_size_ += pad;
-        off = pool_size_;
-        pool_parts_.push_back(a.data);
-        pool_size_ += len;
-      }
-      value ref = value::list();
-      ref.items().push_back(value::integer(static_cast<std::int64_t>(off)));
-      ref.items().push_back(value::integer(static_cast<std::int64_t>(len)));
-      put(st, "p", std::move(ref));
-      put(st, "t", std::move(dt->second));
-      put(st, "s", shape_value(stored));
-      if (fortran) put(st, "o", value::string("F"));
-      ++info.pooled_arrays;
-      info.array_bytes += len;
-      return st;
-    }
-    if (a.data.size() < o_.inline_max_bytes && !named_dtype) {
-      put(st, "b", value::string(base64(a.data)));
-      put(st, "t", std::move(dt->second));
-      put(st, "s", shape_value(stored));
-      if (fortran) put(st, "o", value::string("F"));
-      ++info.inline_arrays;
-      info.array_bytes += a.data.size();
-      return st;
-    }
-    std::string name = next_name();
-    if (simple && d.vdt) {
-      VITRIFY_TRY(w_.add_array(name, *d.vdt, stored, a.data, codec_for(a.data.size())));
-      put(st, "d", value::array_ref(name));
-    } else {
-      // Structured and datetime dtypes: the raw bytes plus the checked description.
-      std::uint64_t len = a.data.size();
-      VITRIFY_TRY(w_.add_array(name, dtype::uint8, std::span<const std::uint64_t>(&len, 1), a.data, codec_for(len)));
-      put(st, "r", value::array_ref(name));
-      put(st, "s", shape_value(stored));
-      put(st, "t", std::move(dt->second));
-    }
-    ++info.arrays;
-    info.array_bytes += a.data.size();
-    if (fortran) put(st, "o", value::string("F"));
-    return st;
-  }
-
-  result<value> string_array(const pyobj::ndarray& a, const std::vector<std::uint64_t>& shape, std::uint64_t n,
-                             const std::string& hint, value t) {
-    if (a.strings.size() != n) return bad("string array item count does not match its shape");
-    std::uint64_t text = 0;
-    for (const auto& s : a.strings) {
-      if (!valid_utf8(s)) return bad("a string array item is not valid UTF-8");
-      text += s.size();
-    }
-    std::string name = next_name();
-    value attrs = value::dict();
-    put(attrs, "numpy_dtype", value::string(hint));
-    VITRIFY_TRY(w_.add_string_array(name, shape, std::span<const std::string>(a.strings), codec_for(text + 8 * (n + 1)), std::move(attrs)));
-    ++info.arrays;
-    info.array_bytes += text;
-    value st = value::dict();
-    put(st, "u", value::array_ref(name));
-    put(st, "t", std::move(t));
-    return st;
+    std::string desc;
+    if (d.kind == 'V') VITRIFY_TRY(structured_desc(a, d, desc));
+    objects::fixed_array fa;
+    // Fortran-ordered data is stored as the C-ordered transpose (model.py: `a.T`), the stored
+    // shape reversed, with "o": "F".
+    fa.fortran = a.fortran && shape.size() > 1;
+    fa.shape = shape;
+    if (fa.fortran) std::reverse(fa.shape.begin(), fa.shape.end());
+    // ml_dtypes arrays always go to the table (numpy has no type code for them).
+    fa.named_dtype = d.str.front() != '<' && d.str.front() != '|';
+    if (d.kind != 'V') fa.table_dtype = d.vdt;
+    if (d.kind == 'V') fa.dtype_index = e_.dtype_index(desc);
+    else fa.dtype_str = d.str;
+    fa.data = a.data;
+    return e_.fixed(fa);
   }
 
   // ---- objects ----
 
-  result<value> enc_object(const node& n, std::uint32_t depth) {
+  result<void> enc_object(const node& n, std::uint32_t depth) {
     if (!n.obj) return bad("object node without its description");
     const pyobj::object& o = *n.obj;
     if (!valid_type_name(o.type)) return bad("invalid type name '" + o.type + "'");
     if (o.type == "numpy.ndarray" || o.type == "numpy.generic" || o.type == "numpy.dtype" || o.type == "vitrify.global")
       return bad(o.type + " object node where the graph should hold an array, scalar, dtype or global");
     if (is_special(o.type)) {
-      value st;
-      if (o.state) {
-        auto s = shareable(*o.state) ? enc_inner(*o.state, depth + 1) : enc(o.state, depth + 1);
-        if (!s) return std::move(s).err();
-        st = std::move(s).value();
-      }
-      return value::object(o.type, 1, std::move(st));
+      // Its decoder reads the state directly: written in place, never as a shared node.
+      e_.begin_object(o.type);
+      if (!o.state) e_.null();
+      else if (o.state->k == nk::none || o.state->k == nk::boolean || o.state->k == nk::integer || o.state->k == nk::big_integer ||
+               o.state->k == nk::floating || o.state->k == nk::string || o.state->k == nk::bytes)
+        VITRIFY_TRY(enc(o.state, depth + 1));
+      else
+        VITRIFY_TRY(inner(*o.state, depth + 1));
+      e_.end_object();
+      return {};
     }
-    types.insert(o.type);
-    value st = value::dict();
-    if (o.newobj) put(st, "n", value::boolean(true));
+    e_.begin_typed_object(o.type);
+    e_.begin_dict();
+    if (o.newobj) {
+      e_.key("n");
+      e_.boolean(true);
+    }
     if (!o.newobj || !o.args.empty()) {
-      auto args = enc_list(o.args, depth, value::list());
-      if (!args) return std::move(args).err();
-      put(st, "a", std::move(args).value());
+      e_.key("a");
+      VITRIFY_TRY(items(o.args, depth));
     }
     if (o.kwargs) {
-      auto kw = enc(o.kwargs, depth + 1);
-      if (!kw) return std::move(kw).err();
-      put(st, "kw", std::move(kw).value());
+      e_.key("kw");
+      VITRIFY_TRY(enc(o.kwargs, depth + 1));
     }
     if (o.state) {
       if (auto ks = keyset_of(*o.state)) {
-        // Mark the dict as written (it has no node of its own in keyset form).
-        value vals = value::list();
-        for (const auto& [k, v] : o.state->entries) {
-          auto vv = enc(v, depth + 1);
-          if (!vv) return std::move(vv).err();
-          vals.items().push_back(std::move(vv).value());
-        }
-        put(st, "k", value::integer(*ks));
-        put(st, "s", std::move(vals));
+        memo_.emplace(o.state, keyset_marker);
+        e_.key("k");
+        e_.integer(*ks);
+        e_.key("s");
+        e_.begin_list();
+        for (const auto& kv : o.state->entries) VITRIFY_TRY(enc(kv.second, depth + 1));
+        e_.end_list();
       } else {
-        auto s = enc(o.state, depth + 1);
-        if (!s) return std::move(s).err();
-        put(st, "s", std::move(s).value());
+        e_.key("s");
+        VITRIFY_TRY(enc(o.state, depth + 1));
       }
     }
     if (!o.listitems.empty()) {
-      auto li = enc_list(o.listitems, depth, value::list());
-      if (!li) return std::move(li).err();
-      put(st, "li", std::move(li).value());
+      e_.key("li");
+      VITRIFY_TRY(items(o.listitems, depth));
     }
     if (!o.dictitems.empty()) {
-      value di = value::list();
+      e_.key("di");
+      e_.begin_list();
       for (const auto& [k, v] : o.dictitems) {
-        auto kk = enc(k, depth + 1);
-        if (!kk) return std::move(kk).err();
-        auto vv = enc(v, depth + 1);
-        if (!vv) return std::move(vv).err();
-        value pair = value::list();
-        pair.items().push_back(std::move(kk).value());
-        pair.items().push_back(std::move(vv).value());
-        di.items().push_back(std::move(pair));
+        e_.begin_list();
+        VITRIFY_TRY(enc(k, depth + 1));
+        VITRIFY_TRY(enc(v, depth + 1));
+        e_.end_list();
       }
-      put(st, "di", std::move(di));
+      e_.end_list();
     }
-    return value::object(o.type, 1, std::move(st));
+    e_.end_dict();
+    e_.end_object();
+    return {};
   }
 
-  // The keyset index for a state dict that can be written as keys + values: referenced only
-  // by this object, non-empty, str keys only, each once.
+  // The keyset index for a state dict that can be written as keys + values: not met before,
+  // non-empty, str keys only, each once.
   std::optional<std::int64_t> keyset_of(const node& s) {
-    if (!o_.keysets || s.k != nk::dict || s.entries.empty()) return std::nullopt;
-    auto rc = refs_.find(&s);
-    if (rc == refs_.end() || rc->second != 1) return std::nullopt;
-    std::vector<std::string> keys;
+    if (!e_.options().keysets || s.k != nk::dict || s.entries.empty() || memo_.count(&s)) return std::nullopt;
+    std::vector<std::string_view> keys;
     keys.reserve(s.entries.size());
     std::set<std::string_view> seen;
     for (const auto& [k, v] : s.entries) {
       if (!k || k->k != nk::string || !valid_utf8(k->text) || !seen.insert(k->text).second) return std::nullopt;
       keys.push_back(k->text);
     }
-    auto it = keysets_.find(keys);
-    if (it == keysets_.end()) {
-      it = keysets_.emplace(keys, static_cast<std::int64_t>(keyset_list_.size())).first;
-      keyset_list_.push_back(std::move(keys));
-    }
-    return it->second;
+    return e_.keyset(keys);
   }
 
-  writer& w_;
+  objects::emitter& e_;
   const encode_options& o_;
-  std::unordered_map<const node*, std::uint32_t> refs_;
-  std::unordered_map<const node*, std::int64_t> sids_;
-  std::int64_t next_sid_ = 0;
-  std::map<std::vector<std::string>, std::int64_t> keysets_;
-  std::vector<std::vector<std::string>> keyset_list_;
-  std::map<std::string, std::int64_t> dtypes_;
-  std::vector<value> dtype_list_;
-  std::size_t next_array_ = 0;
+  std::unordered_map<const node*, objects::emitter::slot> memo_;
 };
 
 // ---- schema: what `vitrify inspect` draws (model.py _schema / _summary) ----
@@ -858,38 +688,38 @@ value schema(const node& root) {
 }  // namespace
 
 result<encode_info> write_objects(const pyobj::node& root, writer& w, const encode_options& opt) {
-  encoder e(w, opt);
-  VITRIFY_TRY(e.count(&root, 0));
-  auto tree = e.root(root);
-  if (!tree) return std::move(tree).err();
-  std::string text = to_json(e.body(std::move(tree).value()));
-  encode_info info = std::move(e.info);
-  info.tree_bytes = text.size();
-  info.root_type = std::string(root.type_name());
-  info.types.assign(e.types.begin(), e.types.end());
-  // The tree is parsed in full on every load (never mapped), so it is compressed even when the
-  // arrays stay raw, once it is big enough for zstd to gain anything (as vitrify.dump does).
-  if (e.pooled_) VITRIFY_TRY(w.add_bytes(pool_name, e.pool_parts_, opt.arrays));
-  array_codec how{codec::raw, 0};
-  if (opt.arrays.codec != codec::raw) how = opt.arrays;
-  else if (text.size() >= pack_zstd_min) how = array_codec{codec::zstd, 1};
-  std::uint64_t len = text.size();
-  VITRIFY_TRY(w.add_array(packed_name, dtype::uint8, std::span<const std::uint64_t>(&len, 1),
-                          std::as_bytes(std::span<const char>(text.data(), text.size())), how));
-  value content = value::dict();
-  put(content, "kind", value::string("vitrify.python-object"));
-  put(content, "version", value::integer(e.pooled_ ? 3 : 2));
-  put(content, "packed", value::array_ref(packed_name));
-  if (e.pooled_) put(content, "pool", value::array_ref(pool_name));
-  value types = value::list();
-  for (const auto& t : info.types) types.items().push_back(value::string(t));
-  put(content, "types", std::move(types));
-  if (opt.schema && root.k == nk::object) put(content, "schema", schema(root));
-  w.set_content(std::move(content));
-  if (!opt.environment.is(value::kind::null)) w.set_environment(opt.environment);
-  if (!opt.provenance.is(value::kind::null)) w.set_provenance(opt.provenance);
-  if (!opt.metadata.is(value::kind::null)) w.set_metadata(opt.metadata);
-  return info;
+  objects::emit_options eo;
+  eo.arrays = opt.arrays.codec == codec::raw ? array_codec{codec::raw, 0} : opt.arrays;
+  eo.pool = opt.pool;
+  eo.inline_max_bytes = opt.inline_max_bytes;
+  for (bool keysets : {opt.keysets, false}) {
+    eo.keysets = keysets;
+    objects::emitter e(eo);
+    walker wk(e, opt);
+    if (auto r = wk.enc(&root, 0); !r) {
+      // A state dict written as a keyset is referenced elsewhere too: write plain dicts.
+      if (wk.conflict && keysets) continue;
+      return std::move(r).err();
+    }
+    auto done = e.finish(w);
+    if (!done) return std::move(done).err();
+    const objects::emit_result& r = *done;
+    encode_info info;
+    info.root_type = std::string(root.type_name());
+    info.types = r.types;
+    info.arrays = r.arrays;
+    info.inline_arrays = r.inline_arrays;
+    info.pooled_arrays = r.pooled_arrays;
+    info.array_bytes = r.array_bytes;
+    info.tree_bytes = r.tree_bytes;
+    info.shared = r.shared;
+    w.set_content(objects::emitter::content(r, opt.schema && root.k == nk::object ? schema(root) : value()));
+    if (!opt.environment.is(value::kind::null)) w.set_environment(opt.environment);
+    if (!opt.provenance.is(value::kind::null)) w.set_provenance(opt.provenance);
+    if (!opt.metadata.is(value::kind::null)) w.set_metadata(opt.metadata);
+    return info;
+  }
+  return bad("keyset conflict without keysets");
 }
 
 }  // namespace vitrify::legacy
