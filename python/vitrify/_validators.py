@@ -189,6 +189,15 @@ def hist_gradient_boosting(obj: Any) -> None:
 # KD-tree / ball tree and distance metrics
 # ------------------------------------------------------------------------------------------
 
+def partial_state(obj: Any, state: Any) -> None:
+    """functools.partial.__setstate__ replaces the function the reconstructor's check accepted:
+    it must stay that function."""
+    if type(state) is not tuple or len(state) != 4 or state[0] is not obj.func:
+        raise _fail("functools.partial", "state must keep the function the partial was built with")
+    if type(state[1]) is not tuple or not (state[2] is None or type(state[2]) is dict):
+        raise _fail("functools.partial", "arguments must be a tuple and keywords a dict")
+
+
 def _node_data_dtype() -> np.dtype:
     from sklearn.neighbors._kd_tree import NodeData
     return NodeData
@@ -403,6 +412,7 @@ OBJECT_CHECKS: list[tuple[str, str, Callable]] = [
 ]
 
 STATE_CHECKS: list[tuple[str, str, Callable]] = [
+    ("functools", "partial", partial_state),
     ("sklearn.tree._tree", "Tree", tree_state),
     ("sklearn.neighbors._kd_tree", "BinaryTree64", binary_tree_state),
     ("sklearn.neighbors._kd_tree", "BinaryTree32", binary_tree_state),
