@@ -713,6 +713,62 @@ std::int64_t check_tree_nodes(nb::handle nodes, Py_ssize_t off_left, Py_ssize_t 
   return max_depth;
 }
 
+// The node checks of vitrify._validators.tree_predictor / hist_gradient_boosting on a
+// TreePredictor's node array (PREDICTOR_RECORD_DTYPE, whose layout the caller has compared with
+// scikit-learn's; offs = byte offsets of left (u4), right (u4), is_leaf (u1), is_categorical
+// (u1), bitset_idx (u4), feature_idx (i8)): internal nodes have both children after themselves
+// and inside the array (no loops in _predict_one_from_raw_data), categorical splits a bitset
+// index below n_bitsets; with n_features >= 0, split features below it and, with a categorical
+// mask (uint8 per feature), categorical splits only on categorical features.
+void check_predictor_nodes(nb::handle nodes, const std::vector<Py_ssize_t>& offs, std::int64_t n_bitsets,
+                           std::int64_t n_features, nb::handle categorical) {
+  auto fail = [](const char* why) { raise(vitrify::errc::bad_value, std::string("TreePredictor: ") + why); };
+  Py_buffer view, mask{};
+  if (PyObject_GetBuffer(nodes.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    fail("the node array is not contiguous");
+  }
+  struct releaser {
+    Py_buffer* v;
+    ~releaser() {
+      if (v->obj) PyBuffer_Release(v);
+    }
+  } rel{&view}, rel_mask{&mask};
+  if (!categorical.is_none() && PyObject_GetBuffer(categorical.ptr(), &mask, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    fail("the categorical mask is not contiguous");
+  }
+  const Py_ssize_t n = nb::cast<Py_ssize_t>(nodes.attr("shape")[0]);
+  const Py_ssize_t isz = nb::cast<Py_ssize_t>(nodes.attr("dtype").attr("itemsize"));
+  const std::size_t widths[6] = {4, 4, 1, 1, 4, 8};
+  if (offs.size() != 6 || n < 1 || view.len != n * isz) fail("unexpected node array layout");
+  for (std::size_t k = 0; k < 6; ++k)
+    if (offs[k] < 0 || offs[k] > isz - static_cast<Py_ssize_t>(widths[k])) fail("unexpected node array layout");
+  const auto* base = static_cast<const unsigned char*>(view.buf);
+  const auto* cat_mask = static_cast<const unsigned char*>(mask.buf);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const unsigned char* p = base + i * isz;
+    const unsigned char leaf = p[offs[2]];
+    if (leaf > 1) fail("is_leaf must be 0 or 1");
+    if (leaf) continue;
+    std::uint32_t l, r, bi;
+    std::int64_t f;
+    std::memcpy(&l, p + offs[0], 4);
+    std::memcpy(&r, p + offs[1], 4);
+    std::memcpy(&bi, p + offs[4], 4);
+    std::memcpy(&f, p + offs[5], 8);
+    if (l <= i || r <= i || l >= n || r >= n) fail("child index out of range (children must follow their parent)");
+    const bool is_cat = p[offs[3]] != 0;
+    if (is_cat && bi >= n_bitsets) fail("bitset index out of range");
+    if (n_features >= 0) {
+      if (f < 0 || f >= n_features) fail("split feature index out of range");
+      // known_cat_bitsets has a row per categorical feature only
+      if (is_cat && (!cat_mask || static_cast<std::int64_t>(mask.len) != n_features || !cat_mask[f]))
+        fail("categorical split on a feature that is not categorical");
+    }
+  }
+}
+
 }  // namespace
 
 void bind_objects(nb::module_& m) {
@@ -723,6 +779,8 @@ void bind_objects(nb::module_& m) {
       .def("build", &object_tree::build, "resolved"_a, "ctx"_a);
   m.def("check_tree_nodes", &check_tree_nodes, "nodes"_a, "off_left"_a, "off_right"_a, "off_feature"_a, "n_features"_a,
         "Check a built sklearn Tree's node array (vitrify._validators); returns its depth.");
+  m.def("check_predictor_nodes", &check_predictor_nodes, "nodes"_a, "offsets"_a, "n_bitsets"_a, "n_features"_a,
+        "categorical"_a.none(), "Check a HistGradientBoosting TreePredictor's node array (vitrify._validators).");
 }
 
 }  // namespace vitrify_py

@@ -34,9 +34,25 @@ def _fail(what: str, why: str) -> InvalidStateError:
     return InvalidStateError(f"{what}: {why}")
 
 
+_layout_cache: dict[tuple[int, int], tuple[np.dtype, np.dtype, bool]] = {}
+
+
 def same_layout(dt: Any, expected: np.dtype) -> bool:
     """``dt`` is ``expected`` byte for byte: same field names in the same order, same field
-    dtypes (byte order included), same offsets and itemsize."""
+    dtypes (byte order included), same offsets and itemsize. Memoised by identity (``==`` on
+    structured dtypes does not see every difference; a forest repeats one dtype object)."""
+    key = (id(dt), id(expected))
+    hit = _layout_cache.get(key)
+    if hit is not None and hit[0] is dt and hit[1] is expected:
+        return hit[2]
+    r = _same_layout(dt, expected)
+    if len(_layout_cache) > 4096:
+        _layout_cache.clear()
+    _layout_cache[key] = (dt, expected, r)
+    return r
+
+
+def _same_layout(dt: Any, expected: np.dtype) -> bool:
     if not isinstance(dt, np.dtype) or dt.names != expected.names or dt.itemsize != expected.itemsize:
         return False
     if expected.names is None:
@@ -133,31 +149,35 @@ def tree_estimator(obj: Any) -> None:
 # Histogram gradient boosting
 # ------------------------------------------------------------------------------------------
 
-def tree_predictor(obj: Any) -> None:
+def _predictor_nodes(p: Any) -> np.ndarray:
     from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
-    nodes = obj.__dict__.get("nodes")
+    nodes = p.__dict__.get("nodes")
     if type(nodes) is not np.ndarray or nodes.ndim != 1 or nodes.shape[0] < 1 or \
             not same_layout(nodes.dtype, PREDICTOR_RECORD_DTYPE):
         raise _fail("TreePredictor", "nodes must be a 1-d array with exactly PREDICTOR_RECORD_DTYPE")
-    n = nodes.shape[0]
-    leaf = nodes["is_leaf"]
-    if leaf.size and int(leaf.max()) > 1:
-        raise _fail("TreePredictor", "is_leaf must be 0 or 1")
-    internal = np.flatnonzero(leaf == 0)
-    for fld in ("left", "right"):
-        c = nodes[fld][internal].astype(np.int64)
-        # children after their parent: no loops in _predict_one_from_raw_data
-        if c.size and (bool((c <= internal).any()) or int(c.max()) >= n):
-            raise _fail("TreePredictor", "child index out of range (children must follow their parent)")
+    return nodes
+
+
+_PREDICTOR_FIELDS = ("left", "right", "is_leaf", "is_categorical", "bitset_idx", "feature_idx")
+
+
+def _check_predictor(p: Any, nodes: np.ndarray, n_features: int, categorical: Any) -> None:
+    f = nodes.dtype.fields
+    n_bitsets = min(p.raw_left_cat_bitsets.shape[0], p.binned_left_cat_bitsets.shape[0])
+    try:
+        _core.check_predictor_nodes(nodes, [f[k][1] for k in _PREDICTOR_FIELDS], n_bitsets,
+                                    n_features, categorical)
+    except VitrifyError as e:
+        raise InvalidStateError(str(e).split(": ", 1)[-1]) from None
+
+
+def tree_predictor(obj: Any) -> None:
+    nodes = _predictor_nodes(obj)
     for attr in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
         bs = obj.__dict__.get(attr)
         if type(bs) is not np.ndarray or bs.ndim != 2 or bs.shape[1] != 8 or bs.dtype != np.uint32:
             raise _fail("TreePredictor", f"{attr} must be a (n, 8) uint32 array")
-    cat = internal[nodes["is_categorical"][internal] != 0]
-    if cat.size:
-        bi = nodes["bitset_idx"][cat].astype(np.int64)
-        _indices_in("TreePredictor bitset index", bi, min(obj.raw_left_cat_bitsets.shape[0],
-                                                          obj.binned_left_cat_bitsets.shape[0]))
+    _check_predictor(obj, nodes, -1, None)
 
 
 def hist_gradient_boosting(obj: Any) -> None:
@@ -168,21 +188,16 @@ def hist_gradient_boosting(obj: Any) -> None:
     name = type(obj).__name__
     mapper = obj.__dict__.get("_bin_mapper")
     is_cat = getattr(mapper, "is_categorical_", None) if mapper is not None else None
-    if is_cat is not None and (type(is_cat) is not np.ndarray or is_cat.shape != (nf,)):
-        raise _fail(name, "_bin_mapper.is_categorical_ must have one entry per feature")
+    if is_cat is not None:
+        if type(is_cat) is not np.ndarray or is_cat.shape != (nf,):
+            raise _fail(name, "_bin_mapper.is_categorical_ must have one entry per feature")
+        is_cat = np.ascontiguousarray(is_cat, dtype=np.uint8)
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     for it in preds:
         for p in it:
             if not isinstance(p, TreePredictor):
                 raise _fail(name, "predictors must be TreePredictor objects")
-            nodes = p.nodes
-            internal = nodes["is_leaf"] == 0
-            f = nodes["feature_idx"][internal]
-            _indices_in(f"{name} split feature", f, int(nf))
-            cat = nodes["is_categorical"][internal] != 0
-            if cat.any() and (is_cat is None or not bool(is_cat[f[cat]].all())):
-                # known_cat_bitsets has a row per categorical feature only
-                raise _fail(name, "categorical split on a feature that is not categorical")
+            _check_predictor(p, _predictor_nodes(p), int(nf), is_cat)
 
 
 # ------------------------------------------------------------------------------------------
