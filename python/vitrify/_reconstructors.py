@@ -24,6 +24,7 @@ code: they may be called and given ``__new__`` arguments.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -143,7 +144,6 @@ def _check_new_obj(base_names: tuple[str, ...]) -> Callable:
         if kwargs or len(args) != 1 or not isinstance(args[0], type):
             raise _bad(name, "expects one class")
         module = name.rsplit(".", 1)[0]
-        import sys
         mod = sys.modules.get(module)
         bases = tuple(getattr(mod, b) for b in base_names if hasattr(mod, b)) if mod else ()
         if not bases or not issubclass(args[0], bases):
