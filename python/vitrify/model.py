@@ -2,8 +2,10 @@
 
 ``dump`` turns an object graph into the inert typed-value tree of the vitrify format (stored in
 the header's ``content`` section) plus out-of-line arrays; ``load`` rebuilds it. Loading never
-imports a module or calls anything whose name is not on the trusted list, and the file cannot
-widen that list. Array data never goes through pickle.
+imports a module whose name is not on the trusted list, and the file cannot widen that list; it
+calls nothing but ``__new__``/``__setstate__`` of trusted classes and the checked reconstructors
+of vitrify._reconstructors, then checks the built objects (vitrify._validators). Array data never
+goes through pickle.
 
 How objects are encoded (see docs/PYTHON.md):
 
@@ -41,27 +43,16 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import _core
+from . import _reconstructors as _rules
+from . import _validators
 from . import arrays as _arrays
+from ._reconstructors import InvalidStateError, ResourceLimitError, UntrustedTypeError
 from .errors import ArgumentError, FormatError, VitrifyError
 
 CONTENT_KIND = "vitrify.python-object"
 CONTENT_VERSION = 3
 _READ_VERSIONS = (1, 2, 3)
 OBJECT_VERSION = 1
-
-
-class UntrustedTypeError(VitrifyError):
-    """The file names types or functions that are not trusted; nothing was built."""
-
-    def __init__(self, names: list[str], message: str | None = None):
-        self.names = list(names)
-        super().__init__(message or (
-            "refusing to load: the file names untrusted types: " + ", ".join(self.names)
-            + ". Review them (vitrify.get_untrusted_types) and pass trusted=[...] to admit them."))
-
-
-class InvalidStateError(FormatError):
-    """The data of a trusted type breaks an invariant (e.g. a tree child index out of range)."""
 
 
 class EnvironmentMismatchWarning(UserWarning):
@@ -751,8 +742,10 @@ def _reject_constant(name: str) -> Any:
 
 
 class _Decoder:
-    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict):
+    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict,
+                 rules: _rules.CallRules | None = None):
         self.f = f
+        self.rules = rules
         self._infos: dict | None = None
         self.trusted = trusted
         self.mmap = mmap
@@ -923,19 +916,19 @@ class _Decoder:
         if type(st) is not dict:
             raise FormatError(f"object state of {tname} must be a dict")
         dec = self.dec
-        args = [dec(a) for a in st["a"]] if "a" in st else ()
-        if st.get("n"):
-            if not isinstance(target, type):
-                raise FormatError(f"{tname} is not a class")
-            if "kw" in st:
-                kwargs = dec(st["kw"])
-                if type(kwargs) is not dict:
+        args = tuple([dec(a) for a in st["a"]]) if "a" in st else ()
+        if st.get("n") is True:
+            if "kw" in st or args:
+                kwargs = dec(st["kw"]) if "kw" in st else None
+                if kwargs is not None and type(kwargs) is not dict:
                     raise FormatError("kwargs must be a dict")
-                obj = target.__new__(target, *args, **kwargs)
+                obj = self.rules.new(tname, target, args, kwargs)
+            elif not isinstance(target, type):
+                raise FormatError(f"{tname} is not a class")
             else:
-                obj = target.__new__(target, *args)
+                obj = target.__new__(target)
         else:
-            obj = target(*args)
+            obj = self.rules.call(tname, target, args)
         if sid is not None:
             self.shared[sid] = obj
         if "s" in st:
@@ -947,8 +940,9 @@ class _Decoder:
                 state: Any = dict(zip(keys, [dec(v) for v in s]))
             else:
                 state = dec(s)
-            if tname in _STATE_VALIDATORS:
-                _STATE_VALIDATORS[tname](state, args)
+            check = _validators.state_check(type(obj))
+            if check is not None:
+                check(obj, state)
             setstate = getattr(obj, "__setstate__", None)
             if setstate is not None and not _is_default_setstate(obj):
                 setstate(state)
@@ -971,10 +965,9 @@ class _Decoder:
         if "di" in st:
             for kk, vv in st["di"]:
                 obj[dec(kk)] = dec(vv)
-        if tname in _OBJECT_VALIDATORS:
-            _OBJECT_VALIDATORS[tname](tname, obj)
-        elif tname.startswith("scipy.sparse."):
-            _validate_sparse(tname, obj)
+        check = _validators.object_check(type(obj))
+        if check is not None:
+            check(obj)
         return obj
 
 
@@ -1016,7 +1009,12 @@ def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
     if "d" in st:
         a = d.array(st["d"])
         if "t" in st:
-            a = a.astype(d.dtype(st["t"]))
+            dt = d.dtype(st["t"])
+            # Only a reinterpretation of the stored item (bfloat16, byte order): astype to a
+            # wider dtype would allocate what the file asks.
+            if dt.itemsize != a.dtype.itemsize:
+                raise FormatError("an array's dtype may not change its item size")
+            a = a.astype(dt)
         return a.T if st.get("o") == "F" else a
     if "u" in st:
         # The array table records the numpy dtype (object or <U n) and the load restores it.
@@ -1118,224 +1116,20 @@ def _dec_generic(d: _Decoder, st: dict) -> Any:
     return np.frombuffer(raw, dtype=dt)[0]
 
 
-def _dec_random_state(d: _Decoder, st: Any) -> np.random.RandomState:
-    rs = np.random.RandomState()
-    rs.set_state(d.dec(st))
-    return rs
+_BUILDERS = _rules.special_builders(lambda s: _dtype_from_state(s))
+_BIT_GENERATORS = _rules.BIT_GENERATORS
 
 
-_BIT_GENERATORS = {"numpy.random.PCG64", "numpy.random.PCG64DXSM", "numpy.random.MT19937",
-                   "numpy.random.Philox", "numpy.random.SFC64"}
-
-
-def _dec_generator(d: _Decoder, st: dict) -> np.random.Generator:
-    name = st["bit_generator"]
-    if name not in _BIT_GENERATORS:
-        raise UntrustedTypeError([name])
-    bg = getattr(np.random, name.rsplit(".", 1)[1])()
-    bg.state = d.dec(st["state"])
-    return np.random.Generator(bg)
-
-
-def _dec_set(kind):
-    def f(d: _Decoder, st: Any) -> Any:
-        return kind(d.dec(e) for e in st)
-    return f
+def _dec_special(name: str):
+    build = _BUILDERS[name]
+    return lambda d, st: build(d.dec(st))
 
 
 _SPECIAL_DECODERS = {
     "numpy.ndarray": _dec_ndarray,
     "numpy.generic": _dec_generic,
-    "numpy.dtype": lambda d, st: _dtype_from_state(st),
-    "numpy.random.RandomState": _dec_random_state,
-    "numpy.random.Generator": _dec_generator,
-    "numpy.ma.MaskedArray": lambda d, st: np.ma.MaskedArray(
-        d.dec(st["data"]), mask=d.dec(st["mask"]), fill_value=d.dec(st["fill_value"])),
-    "builtins.set": _dec_set(set),
-    "builtins.frozenset": _dec_set(frozenset),
-    "builtins.complex": lambda d, st: complex(float(d.dec(st[0])), float(d.dec(st[1]))),
-    "builtins.slice": lambda d, st: slice(*(d.dec(x) for x in st)),
-    "builtins.range": lambda d, st: range(*(int(d.dec(x)) for x in st)),
-    "builtins.bytearray": lambda d, st: bytearray(d.dec(st)),
+    **{name: _dec_special(name) for name in _BUILDERS},
 }
-
-
-# ------------------------------------------------------------------------------------------
-# Validation of data that scikit-learn would trust blindly
-# ------------------------------------------------------------------------------------------
-
-_arange_cache = np.arange(0)
-
-
-def _arange(n: int) -> np.ndarray:
-    global _arange_cache
-    if _arange_cache.shape[0] < n:
-        a = np.arange(max(n, 2 * _arange_cache.shape[0], 1024), dtype=np.int64)
-        a.flags.writeable = False
-        _arange_cache = a
-    return _arange_cache[:n]
-
-
-_I8 = np.dtype("<i8")
-
-
-def _tree_fields(nodes: np.ndarray, n: int) -> tuple:
-    """left_child, right_child and feature of the node array. When they are int64 fields of a
-    contiguous array (scikit-learn's layout), one gather copies the three of them into a compact
-    (n, 3) array: every later check then runs on a few bytes per node instead of walking the
-    64-byte node records again."""
-    fields = nodes.dtype.fields
-    specs = [fields[f] for f in ("left_child", "right_child", "feature")]
-    isz = nodes.dtype.itemsize
-    if (nodes.flags.c_contiguous and isz % 8 == 0
-            and all(sp[0] == _I8 and sp[1] % 8 == 0 for sp in specs)):
-        words = nodes.view(np.uint8).view(np.int64).reshape(n, isz // 8)
-        c = words.take([specs[0][1] // 8, specs[1][1] // 8, specs[2][1] // 8], axis=1)
-        return c[:, 0], c[:, 1], c[:, 2]
-    out = []
-    for f in ("left_child", "right_child", "feature"):
-        a = nodes[f]
-        if a.dtype.kind not in "iu" or a.ndim != 1:
-            raise InvalidStateError("Tree node fields must be integers")
-        out.append(a.astype(np.int64))
-    return tuple(out)
-
-
-def _validate_tree_state(state: Any, args: Any = None) -> None:
-    if not isinstance(state, dict):
-        raise InvalidStateError("Tree state must be a dict")
-    nodes = state.get("nodes")
-    values = state.get("values")
-    node_count = state.get("node_count")
-    if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None or not isinstance(values, np.ndarray):
-        raise InvalidStateError("Tree state lacks its node and value arrays")
-    names = nodes.dtype.names
-    for fld in ("left_child", "right_child", "feature"):
-        if fld not in names:
-            raise InvalidStateError(f"Tree nodes lack the field {fld!r}")
-    n = nodes.shape[0] if nodes.ndim == 1 else -1
-    if n < 0 or not isinstance(node_count, (int, np.integer)) or int(node_count) != n:
-        raise InvalidStateError("Tree node_count does not match its node array")
-    if values.ndim != 3 or values.shape[0] != n:
-        raise InvalidStateError("Tree values do not have one row per node")
-    if n == 0:
-        return
-    left, right, feat = _tree_fields(nodes, n)
-    # Leaves have both children -1; every other node must have both children after itself and
-    # inside the array (which also rules out loops).
-    leaf = left == -1
-    if not (leaf == (right == -1)).all():
-        raise InvalidStateError("Tree node has exactly one child")
-    n_leaf = int(np.count_nonzero(leaf))
-    idx = _arange(n)
-    # Every leaf satisfies child <= index (-1 <= i): any other count means an internal node
-    # whose child does not follow it.
-    if (int(np.count_nonzero(left <= idx)) != n_leaf or int(np.count_nonzero(right <= idx)) != n_leaf
-            or int(left.max()) >= n or int(right.max()) >= n):
-        raise InvalidStateError("Tree child index out of range (children must follow their parent)")
-    if ((feat < 0) > leaf).any():
-        raise InvalidStateError("Tree split feature index is negative")
-    if args is not None:
-        # Tree(n_features, n_classes, n_outputs): split features must be below n_features.
-        n_features = args[0] if isinstance(args, (list, tuple)) and args else None
-        if not isinstance(n_features, (int, np.integer)):
-            raise InvalidStateError("Tree is built without its feature count")
-        internal_max = int(np.where(leaf, -1, feat).max())
-        if internal_max >= int(n_features):
-            raise InvalidStateError("Tree split feature index is not below n_features")
-
-
-def _validate_tree(tname: str, obj: Any) -> None:
-    # The node data were checked against the constructor's n_features before __setstate__;
-    # this only checks the built tree kept that count.
-    if obj.n_features < 0:
-        raise InvalidStateError("Tree has a negative feature count")
-
-
-def _validate_sparse(tname: str, obj: Any) -> None:
-    if hasattr(obj, "check_format"):
-        try:
-            obj.check_format(full_check=True)
-        except Exception as e:
-            raise InvalidStateError(f"{tname}: invalid sparse structure: {e}") from None
-
-
-def _validate_tree_predictor(tname: str, obj: Any) -> None:
-    nodes = getattr(obj, "nodes", None)
-    if nodes is None or nodes.dtype.names is None:
-        raise InvalidStateError("TreePredictor without nodes")
-    n = nodes.shape[0]
-    leaf = nodes["is_leaf"].astype(bool)
-    internal = ~leaf
-    for fld in ("left", "right"):
-        c = nodes[fld][internal]
-        if c.size and (int(c.min()) < 0 or int(c.max()) >= n):
-            raise InvalidStateError("TreePredictor child index out of range")
-    if "bitset_idx" in nodes.dtype.names:
-        cat = nodes["is_categorical"].astype(bool) & internal
-        if cat.any():
-            bi = nodes["bitset_idx"][cat]
-            for bs in (obj.raw_left_cat_bitsets, obj.binned_left_cat_bitsets):
-                if bi.size and (int(bi.min()) < 0 or int(bi.max()) >= bs.shape[0]):
-                    raise InvalidStateError("TreePredictor bitset index out of range")
-
-
-def _validate_tree_estimator(tname: str, obj: Any) -> None:
-    tree = getattr(obj, "tree_", None)
-    nf = getattr(obj, "n_features_in_", None)
-    if tree is not None and nf is not None and tree.n_features != nf:
-        raise InvalidStateError(f"{tname}: tree_ has {tree.n_features} features, the estimator {nf}")
-
-
-def _validate_hgb(tname: str, obj: Any) -> None:
-    nf = getattr(obj, "n_features_in_", None)
-    for it in getattr(obj, "_predictors", []) or []:
-        for pred in it:
-            nodes = pred.nodes
-            f = nodes["feature_idx"][~nodes["is_leaf"].astype(bool)]
-            if nf is not None and f.size and (int(f.min()) < 0 or int(f.max()) >= nf):
-                raise InvalidStateError(f"{tname}: split feature index out of range")
-
-
-def _validate_neighbors_tree(tname: str, obj: Any) -> None:
-    arrays = obj.get_arrays()
-    data, idx, nd = arrays[0], arrays[1], arrays[2]
-    if idx.size and (idx.min() < 0 or idx.max() >= data.shape[0]):
-        raise InvalidStateError("neighbors tree index array points outside its data")
-    if nd.size and (np.any(nd["idx_start"] < 0) or np.any(nd["idx_end"] > idx.shape[0])
-                    or np.any(nd["idx_start"] > nd["idx_end"])):
-        raise InvalidStateError("neighbors tree node ranges point outside the index array")
-
-
-_STATE_VALIDATORS = {"sklearn.tree._tree.Tree": _validate_tree_state}
-
-_OBJECT_VALIDATORS = {
-    "sklearn.tree._tree.Tree": _validate_tree,
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": _validate_tree_predictor,
-    **{n: _validate_tree_estimator for n in (
-        "sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
-        "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor")},
-    **{n: _validate_hgb for n in ("sklearn.ensemble.HistGradientBoostingClassifier",
-                                  "sklearn.ensemble.HistGradientBoostingRegressor")},
-    **{n: _validate_neighbors_tree for n in (
-        "sklearn.neighbors.KDTree", "sklearn.neighbors.BallTree",
-        "sklearn.neighbors._kd_tree.KDTree64", "sklearn.neighbors._ball_tree.BallTree64",
-        "sklearn.neighbors._kd_tree.KDTree32", "sklearn.neighbors._ball_tree.BallTree32")},
-}
-
-
-def _validate_state(tname: str, state: Any, args: Any = None) -> None:
-    v = _STATE_VALIDATORS.get(tname)
-    if v is not None:
-        v(state, args)
-
-
-def _validate_object(tname: str, obj: Any) -> None:
-    v = _OBJECT_VALIDATORS.get(tname)
-    if v is not None:
-        v(tname, obj)
-    elif tname.startswith("scipy.sparse."):
-        _validate_sparse(tname, obj)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1739,20 +1533,22 @@ def _content(f: Any, parse_packed: bool = True) -> dict:
 
 class _BuildContext:
     """What the C++ decoder (_core.ObjectTree.build) asks Python for: arrays, dtypes, the
-    builders of special types (given their decoded state) and the validators."""
+    builders of special types (given their decoded state), the call rule and the checks of
+    built objects (the same as model.py's _Decoder uses)."""
 
     frombuffer = staticmethod(np.frombuffer)
     dtype_from_str = staticmethod(_dtype_from_str)
     placeholder = _PLACEHOLDER
-    validate_object = staticmethod(lambda tname, obj: _validate_object(tname, obj))
-    validated_types = frozenset(_OBJECT_VALIDATORS)
-    validate_tree_state = staticmethod(lambda state, args: _validate_tree_state(state, args))
+    object_check = staticmethod(_validators.object_check)
+    state_check = staticmethod(_validators.state_check)
+    special = _BUILDERS
 
-    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None = None):
+    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None, rules: _rules.CallRules):
         loader = _Decoder(f, frozenset(), mmap, {"$packed": packed, "$pool": pool})
         self.array = lambda name: loader.array({"$array": name})
         # The C++ decoder slices pooled arrays out of this (None: the file has no pool).
         self.pool = loader.pool() if pool is not None else None
+        self.rules = rules
 
     @staticmethod
     def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
@@ -1768,44 +1564,14 @@ class _BuildContext:
             out[j] = x
         return out.reshape(shape)
 
-    @staticmethod
-    def invalid_state(msg: str) -> None:
-        raise InvalidStateError(msg)
-
-    special = {
-        "numpy.dtype": lambda s: _dtype_from_state(s),
-        "numpy.random.RandomState": lambda s: _set_state(np.random.RandomState(), s),
-        "numpy.random.Generator": lambda s: _make_generator(s),
-        "numpy.ma.MaskedArray": lambda s: np.ma.MaskedArray(s["data"], mask=s["mask"],
-                                                            fill_value=s["fill_value"]),
-        "builtins.set": set,
-        "builtins.frozenset": frozenset,
-        "builtins.complex": lambda s: complex(float(s[0]), float(s[1])),
-        "builtins.slice": lambda s: slice(*s),
-        "builtins.range": lambda s: range(*(int(x) for x in s)),
-        "builtins.bytearray": bytearray,
-    }
-
-
-def _set_state(rs: np.random.RandomState, s: Any) -> np.random.RandomState:
-    rs.set_state(s)
-    return rs
-
-
-def _make_generator(st: dict) -> np.random.Generator:
-    name = st["bit_generator"]
-    if name not in _BIT_GENERATORS:
-        raise UntrustedTypeError([name])
-    bg = getattr(np.random, name.rsplit(".", 1)[1])()
-    bg.state = st["state"]
-    return np.random.Generator(bg)
-
 
 _SPECIAL_NAMES = sorted(_SPECIAL_DECODERS)
 _BIT_GENERATOR_NAMES = sorted(_BIT_GENERATORS)
 
 
-def _collect_types(v: Any, out: set) -> None:
+def _collect_types(v: Any, out: set, uses: set | None = None) -> None:
+    """Every type and function name under ``v`` into ``out`` and, with ``uses``, how each is
+    used (_reconstructors.USE_*), as _core.ObjectTree.names() and uses() do for packed trees."""
     stack = [v]
     pop = stack.pop
     push = stack.append
@@ -1830,6 +1596,8 @@ def _collect_types(v: Any, out: set) -> None:
                     elif type(tn) is str:
                         if tn not in special:
                             out.add(tn)
+                            if uses is not None:
+                                uses.add((tn, _use_of(st)))
                         elif tn == "numpy.random.Generator" and type(st) is dict:
                             bg = st.get("bit_generator")
                             if type(bg) is str and bg not in _BIT_GENERATORS:
@@ -1842,6 +1610,12 @@ def _collect_types(v: Any, out: set) -> None:
                 extend(x.values())
 
 
+def _use_of(st: Any) -> str:
+    if type(st) is not dict or st.get("n") is not True:
+        return _rules.USE_CALL
+    return _rules.USE_NEW_ARGS if "kw" in st or st.get("a") not in (None, []) else _rules.USE_NEW
+
+
 def _names(c: dict) -> set[str]:
     tree = c.get("$tree")
     if tree is not None:
@@ -1851,8 +1625,21 @@ def _names(c: dict) -> set[str]:
     return names
 
 
+def _uses(c: dict) -> set[tuple[str, str]]:
+    tree = c.get("$tree")
+    if tree is not None:
+        return {tuple(u) for u in tree.uses(_SPECIAL_NAMES)}
+    uses: set[tuple[str, str]] = set()
+    _collect_types(c.get("root"), set(), uses)
+    return uses
+
+
 def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
-    return sorted(n for n in _names(c) if n not in trusted or _denied(n))
+    """Names load would refuse: untrusted ones, and trusted ones the file would have load call
+    against the call rule (vitrify._reconstructors)."""
+    bad = {n for n in _names(c) if n not in trusted or _denied(n)}
+    bad.update(_rules.refused_uses(_uses(c), _default_trusted(), trusted))
+    return sorted(bad)
 
 
 def _content_for_load(f: Any) -> dict:
@@ -1886,7 +1673,8 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     prog = _Progress("loading", progress)
     c = _content_for_load(f)
     ts = _trust_set(trusted)
-    bad = _untrusted(c, ts)
+    names = _names(c)
+    bad = sorted(n for n in names if n not in ts or _denied(n))
     if bad:
         denied = [n for n in bad if _denied(n)]
         if denied:
@@ -1894,6 +1682,10 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
                                      "trusted because they run code or touch the system: "
                                      + ", ".join(denied))
         raise UntrustedTypeError(bad)
+    refused = _rules.refused_uses(_uses(c), _default_trusted(), ts)
+    if refused:
+        raise _rules.refused(refused)
+    rules = _rules.CallRules(_default_trusted(), ts, int(f.size))
     if check_env:
         env_text = f.environment_json
         if env_text and env_text != "null":
@@ -1901,10 +1693,10 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     try:
         tree = c.get("$tree")
         if tree is not None:
-            resolved = {n: _resolve(n, ts) for n in tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES)}
-            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool")))
+            resolved = {n: _resolve(n, ts) for n in names}
+            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool"), rules))
         else:
-            dec = _Decoder(f, ts, mmap, c)
+            dec = _Decoder(f, ts, mmap, c, rules)
             obj = dec.dec(c["root"])
     except VitrifyError:
         raise
