@@ -383,7 +383,7 @@ def valid_vectors() -> list[Vec]:
         fv.raw_arr("1", "float64", [3, 2], fortran_stored(F8_23)),
         fv.str_arr("2", [3], strs, attrs='{"numpy_dtype":"<U2"}'),
         fv.str_arr("3", [1, 3], strs, attrs='{"numpy_dtype":"object"}'),
-        fv.raw_arr("4", "uint8", [6], b"ab\x00cde"),
+        fv.raw_arr("4", "uint8", [6], b"ab\x00c\x00d"),
         fv.raw_arr("5", "uint8", [NODES.nbytes], NODES.tobytes()),
     )
     root = [
@@ -397,7 +397,7 @@ def valid_vectors() -> list[Vec]:
     ]
     desc = d_list(d_nd(F8_23), d_nd(np.asfortranarray(F8_23)), d_nd(np.array(strs, "<U2")),
                   d_nd(np.array(strs, dtype=object).reshape(1, 3)),
-                  {"ndarray": {"dtype": "|S3", "shape": [2], "bytes": [b"ab".hex(), b"\x00cd".hex()]}},
+                  {"ndarray": {"dtype": "|S3", "shape": [2], "bytes": [b"ab".hex(), b"c\x00d".hex()]}},
                   d_nd(NODES),
                   d_obj_array([2, 2], [d_int(1), None, d_str("x"), d_list(d_int(2))]))
     add("v2_out_of_line_arrays", "version 2: arrays of the file: numeric (C and Fortran order), unicode, "
@@ -414,10 +414,9 @@ def valid_vectors() -> list[Vec]:
         "self": shared(3, ns({"me": ref(3), "n": 1})),
         "t": shared(4, tup(ref(1), "x")),
         "t2": ref(4),
-        "fwd": [ref(5)],
-        "late": shared(5, {"$dict": [[1, 2]]}),
+        "nonstr": shared(5, {"$dict": [[1, 2]]}),
+        "back": [ref(5)],
     }
-    # "fwd" refers forward to id 5: its first appearance in the description is inside "fwd".
     desc = d_dict(
         (d_str("cyc"), shared_d(0, d_list(d_int(1), ref_d(0)))),
         (d_str("d"), shared_d(1, d_dict((d_str("k"), d_str("v"))))),
@@ -428,11 +427,11 @@ def valid_vectors() -> list[Vec]:
                                                                           (d_str("n"), d_int(1)))))),
         (d_str("t"), shared_d(4, d_tuple(ref_d(1), d_str("x")))),
         (d_str("t2"), ref_d(4)),
-        (d_str("fwd"), d_list(shared_d(5, d_dict((d_int(1), d_int(2)))))),
-        (d_str("late"), ref_d(5)),
+        (d_str("nonstr"), shared_d(5, d_dict((d_int(1), d_int(2))))),
+        (d_str("back"), d_list(ref_d(5))),
     )
     add("v2_shared_and_cycles", "version 2: $shared/$ref: a list containing itself, a shared dict, array and "
-        "tuple, an object whose state refers to the object, a $ref before its $shared",
+        "tuple, an object whose state refers to the object, a shared dict with a non-string key",
         packed_file(2, root), 2, desc, ["types.SimpleNamespace"], trusted=["types.SimpleNamespace"])
 
     keys = [["alpha", "beta"], ["x"]]
@@ -572,7 +571,7 @@ def invalid_vectors() -> list[Vec]:
     bad("content_version_4", "object encoding version 4 (newer than this reader)",
         packed_file(2, [1], content=content_section(4)), VE, "unsupported_version")
     bad("content_version_string", "object encoding version is a string",
-        packed_file(2, [1], content=content_section("3")))
+        packed_file(2, [1], content=content_section("3")), VE, "unsupported_version")
     bad("packed_not_uint8", "the packed tree is an int32 array",
         fv.build([fv.raw_arr("content", "int32", [1], b"\x00" * 4)], sections={"content": content_section(2)}))
     bad("packed_missing_v2", "version 2 without a packed tree",
@@ -590,6 +589,8 @@ def invalid_vectors() -> list[Vec]:
     bad("object_missing_version", "$object without version",
         p2({"$object": {"type": "types.SimpleNamespace", "state": {}}}))
     bad("dangling_ref", "a $ref to no $shared", p2([ref(5)]))
+    bad("ref_before_shared", "a $ref that comes before its $shared in document order",
+        p2([ref(0), shared(0, [1])]))
     bad("duplicate_shared", "two $shared with id 0", p2([shared(0, [1]), shared(0, [2])]))
     bad("negative_shared_id", "a $shared id below 0", p2([shared(-1, [1])]))
     bad("cycle_through_tuple", "a tuple containing itself: cannot be built",
@@ -604,8 +605,8 @@ def invalid_vectors() -> list[Vec]:
     # Limits
     bad("depth_257", "typed-value depth 257", p2(None, body=nested_lists_body(257)), LE, "limit_exceeded")
     bad("depth_2000", "typed-value depth 2000", p2(None, body=nested_lists_body(2000)), LE, "limit_exceeded")
-    bad("depth_257_objects", "257 objects nested through their states: the innermost state has depth 257",
-        p2(_nested_objects(257)), LE, "limit_exceeded")
+    bad("depth_exceeded_through_objects", "129 objects nested through their state dicts: the innermost "
+        "value has depth 258", p2(_nested_objects(129)), LE, "limit_exceeded")
 
     # Objects
     bad("unknown_ndarray_state", "a numpy.ndarray state with none of the known members",
@@ -737,10 +738,10 @@ def invalid_vectors() -> list[Vec]:
 
 
 def _nested_objects(n: int) -> Any:
-    """n SimpleNamespace objects nested through their states: each state is one level deeper."""
+    """n SimpleNamespace objects nested through their states: two levels each (state, value)."""
     v: Any = 0
     for _ in range(n):
-        v = obj("types.SimpleNamespace", v)
+        v = ns(v)
     return v
 
 
