@@ -174,7 +174,12 @@ def _describe_np(x):
 
 
 def describe(x):
-    return _Describer(x)(x)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20000))  # the depth-256 vector nests 256 lists: ~3 frames each
+    try:
+        return _Describer(x)(x)
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _ids(section):

@@ -474,8 +474,9 @@ def valid_vectors() -> list[Vec]:
                                 (d_str("inc"), d_int(199343011360183301451402167212018474017)))),
         (d_str("has_uint32"), d_int(0)), (d_str("uinteger"), d_int(0)))
     desc = d_list(
+        # numpy scalars are always in native byte order: the big-endian ">u2" one loads as "<u2".
         d_dtype(np.dtype("<f4")), d_dtype(NODE_DT),
-        d_scalar("<f8", struct.pack("<d", -1.5)), d_scalar(">u2", struct.pack("<H", 513)),
+        d_scalar("<f8", struct.pack("<d", -1.5)), d_scalar("<u2", struct.pack("<H", 513)),
         d_scalar("|b1", b"\x01"),
         d_set("set", d_int(3), d_str("a"), d_int(1)), d_set("frozenset", d_str("z")),
         {"complex": [d_float(1.5), d_float(-2.0)]},
