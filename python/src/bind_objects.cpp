@@ -56,7 +56,9 @@ class object_tree {
   explicit object_tree(nb::bytes body) {
     std::string_view text(body.c_str(), body.size());
     vitrify::value_limits lim;
-    lim.max_depth = 1024;  // JSON nesting (about four levels per Python level)
+    // docs/OBJECTS.md section 8: the tree's typed-value depth is at most 256 with its root at 0;
+    // the root is a member of the body dict, one level deeper.
+    lim.max_depth = 256 + 1;
     auto v = vitrify::parse_value(text, lim);
     if (!v) raise(std::move(v).err());
     body_ = std::move(v).value();
@@ -93,7 +95,8 @@ class object_tree {
           const std::string& tn = x->as_string();
           const value& st = x->inner();
           if (tn == "vitrify.global") {
-            out.insert(st.is(K::string) ? st.as_string() : std::string("vitrify.global"));
+            if (!st.is(K::string)) bad("vitrify.global state must be a name");
+            out.insert(st.as_string());
           } else if (!sp.count(tn)) {
             out.insert(tn);
           } else if (tn == "numpy.random.Generator") {
@@ -300,31 +303,44 @@ class builder {
     return dtype_fn_(dec(t), false);
   }
 
+  // docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of the
+  // non-zero ones within 2^63 - 1 (so product() below cannot overflow).
   nb::object shape(const value* s) {
     if (!s || !s->is(K::list)) bad("array shape must be a list");
+    if (s->items().size() > 64) raise(vitrify::errc::limit_exceeded, "array rank " + std::to_string(s->items().size()) + " exceeds 64");
     nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(s->items().size())));
     Py_ssize_t i = 0;
+    std::uint64_t nonzero = 1;
     for (const auto& x : s->items()) {
       if (!x.is(K::integer) || x.as_int() < 0) bad("invalid array shape");
+      if (const auto d = static_cast<std::uint64_t>(x.as_int()); d != 0) {
+        if (nonzero > static_cast<std::uint64_t>(INT64_MAX) / d) bad("array shape too large");
+        nonzero *= d;
+      }
       PyTuple_SET_ITEM(t.ptr(), i++, check(PyLong_FromLongLong(x.as_int())).release().ptr());
     }
     return t;
   }
 
+  // Element count of a shape already checked by shape().
   static std::uint64_t product(const value* s) {
     std::uint64_t n = 1;
-    for (const auto& x : s->items()) {
-      auto d = static_cast<std::uint64_t>(x.as_int());
-      if (d != 0 && n > UINT64_MAX / d) bad("array shape too large");
-      n *= d;
-    }
+    for (const auto& x : s->items()) n *= static_cast<std::uint64_t>(x.as_int());
     return n;
+  }
+
+  // count x itemsize of a shape already checked by shape(), within 2^63 - 1.
+  static std::uint64_t nbytes(const value* s, std::uint64_t itemsize) {
+    const std::uint64_t n = product(s);
+    if (itemsize != 0 && n > static_cast<std::uint64_t>(INT64_MAX) / itemsize) bad("array size (count x itemsize) too large");
+    return n * itemsize;
   }
 
   nb::object ndarray(const value& st) {
     if (!st.is(K::dict)) bad("invalid numpy.ndarray state");
     const value* order = st.get("o");
-    const bool fortran = order && order->is(K::string) && order->as_string() == "F";
+    if (order && !(order->is(K::string) && order->as_string() == "F")) bad("invalid array order (only \"F\" may be written)");
+    const bool fortran = order != nullptr;
     const value* t = st.get("t");
     if (const value* b = st.get("b"); b && b->is(K::string)) {
       if (!t) bad("inline array without dtype");
@@ -334,7 +350,7 @@ class builder {
       const value* s = st.get("s");
       nb::object shp = shape(s);
       nb::object raw = b64_bytearray(b->as_string());
-      const std::uint64_t n = product(s) * di.itemsize;
+      const std::uint64_t n = nbytes(s, di.itemsize);
       const auto len = static_cast<std::uint64_t>(PyByteArray_GET_SIZE(raw.ptr()));
       if (len != n) bad("inline array size does not match dtype and shape");
       if (di.is_bool) {
@@ -348,41 +364,45 @@ class builder {
     if (const value* p = st.get("p")) return pooled(*p, t, st.get("s"), fortran);
     if (const value* d = st.get("d")) {
       if (!d->is(K::array_ref)) bad("expected an array reference");
-      nb::object a = array(d->as_string());
+      nb::object a = array_fn_(d->as_string(), "numeric");
       if (t) {
         // Only a reinterpretation of the stored item (bfloat16, byte order): astype to a wider
-        // dtype would allocate what the file asks.
+        // dtype would allocate what the file asks; no object or structured dtype.
         nb::object dt = dtype(*t);
-        if (nb::cast<std::int64_t>(dt.attr("itemsize")) != nb::cast<std::int64_t>(a.attr("dtype").attr("itemsize")))
-          bad("an array's dtype may not change its item size");
+        if (nb::cast<bool>(dt.attr("hasobject")) || !dt.attr("fields").is_none() ||
+            nb::cast<std::uint64_t>(dt.attr("itemsize")) != nb::cast<std::uint64_t>(a.attr("dtype").attr("itemsize")))
+          bad("array dtype does not match its data (same item size, no object or structured dtype)");
         a = a.attr("astype")(dt);
       }
       return fortran ? a.attr("T") : a;
     }
     if (const value* u = st.get("u")) {
       if (!u->is(K::array_ref)) bad("expected an array reference");
-      return array(u->as_string());
+      return array_fn_(u->as_string(), "string");
     }
     if (const value* items = st.get("i")) {
       const value* s = st.get("s");
       nb::object shp = shape(s);
       if (!items->is(K::list)) bad("object array items must be a list");
+      if (static_cast<std::uint64_t>(items->items().size()) != product(s)) bad("object array item count does not match its shape");
       nb::list out;
       fill_list(out, *items);
-      if (static_cast<std::uint64_t>(items->items().size()) != product(s)) bad("object array item count does not match its shape");
       return object_array_fn_(out, shp);
     }
     const value* r = st.get("r");
+    const bool bytes_form = !r;
     if (!r) r = st.get("y");
     if (r) {
       if (!t) bad("raw array without dtype");
       nb::object dt = dtype(*t);
-      if (nb::cast<bool>(dt.attr("hasobject"))) bad("object dtypes cannot come from raw bytes");
+      // r: numeric, datetime or plain structured; y: fixed-width bytes (docs/OBJECTS.md 6.3).
+      const bool ok = bytes_form ? describe(dt).kind == "S" : describe(dt).ok;
+      if (!ok) bad("raw arrays cannot have dtype " + describe(dt).str);
       if (!r->is(K::array_ref)) bad("expected an array reference");
       nb::object raw = array(r->as_string());
       const value* s = st.get("s");
       nb::object shp = shape(s);
-      const std::uint64_t n = product(s) * nb::cast<std::uint64_t>(dt.attr("itemsize"));
+      const std::uint64_t n = nbytes(s, nb::cast<std::uint64_t>(dt.attr("itemsize")));
       if (nb::cast<std::string>(raw.attr("dtype").attr("str")) != "|u1" || nb::cast<int>(raw.attr("ndim")) != 1 ||
           nb::cast<std::uint64_t>(raw.attr("size")) != n)
         bad("raw array size does not match dtype and shape");
@@ -395,6 +415,7 @@ class builder {
   struct dtype_info {
     bool ok = false;              // numeric, datetime or plain structured: may come from bytes
     bool is_bool = false;
+    std::string kind;
     std::uint64_t itemsize = 0;
     std::string str;              // for messages
   };
@@ -411,9 +432,7 @@ class builder {
     if (!di.ok) bad("pooled arrays cannot have dtype " + di.str);
     nb::object shp = shape(s);
     const std::uint64_t itemsize = di.itemsize;
-    const std::uint64_t want = product(s);
-    if (n < 0 || off < 0 || (itemsize != 0 && want > UINT64_MAX / itemsize) ||
-        static_cast<std::uint64_t>(n) != want * itemsize)
+    if (n < 0 || off < 0 || static_cast<std::uint64_t>(n) != nbytes(s, itemsize))
       bad("pooled array size does not match dtype and shape");
     const auto size = static_cast<std::uint64_t>(pool_view_.len);
     if (static_cast<std::uint64_t>(off) > size || static_cast<std::uint64_t>(n) > size - static_cast<std::uint64_t>(off))
@@ -440,6 +459,7 @@ class builder {
     const bool plain = dt.attr("fields").is_none();
     di.ok = !hasobject && !(plain && std::string("biufcmM").find(kind) == std::string::npos);
     di.is_bool = kind == "b";
+    di.kind = kind;
     di.itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
     di.str = nb::cast<std::string>(nb::str(dt));
     return dtype_info_cache_.insert_or_assign(dt.ptr(), std::make_pair(dt, di)).first->second.second;
@@ -465,8 +485,11 @@ class builder {
     const value& raw = t_.keys_->items()[static_cast<std::size_t>(k->as_int())];
     if (!raw.is(K::list)) bad("invalid keyset");
     std::vector<nb::object> names;
+    std::set<std::string_view> seen;
     for (const auto& s : raw.items()) {
       if (!s.is(K::string)) bad("invalid keyset");
+      if (!seen.insert(s.as_string()).second)
+        raise(vitrify::errc::duplicate_name, "keyset " + std::to_string(k->as_int()) + " names the key '" + s.as_string() + "' twice");
       nb::object o = str(s.as_string());
       PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&o));  // attribute names: interned like Python's
       names.push_back(o);
@@ -496,6 +519,11 @@ class builder {
     }
     if (ti.kind == type_info::scalar) {
       nb::object o = scalar(st);
+      reg(o);
+      return o;
+    }
+    if (ti.kind == type_info::dtype_) {  // a string, a description or a dtypes table index
+      nb::object o = dtype(st);
       reg(o);
       return o;
     }
@@ -596,7 +624,7 @@ class builder {
 
   // What object() needs to know about a type name, looked up once per name and build.
   struct type_info {
-    enum kind_t { generic, ndarray, scalar, global } kind = generic;
+    enum kind_t { generic, ndarray, scalar, dtype_, global } kind = generic;
     PyObject* special = nullptr;  // builder of a special type (borrowed from ctx.special)
     PyObject* target = nullptr;   // the resolved class or function (borrowed from resolved)
   };
@@ -607,6 +635,7 @@ class builder {
     type_info ti;
     if (tname == "numpy.ndarray") ti.kind = type_info::ndarray;
     else if (tname == "numpy.generic") ti.kind = type_info::scalar;
+    else if (tname == "numpy.dtype") ti.kind = type_info::dtype_;
     else if (tname == "vitrify.global") ti.kind = type_info::global;
     else {
       nb::str key(tname.c_str(), tname.size());

@@ -312,47 +312,52 @@ def refused_uses(uses: Iterable[tuple[str, str]], default_trusted: frozenset[str
 # Builders of the special types (state already decoded, checked here before use)
 # ------------------------------------------------------------------------------------------
 
+def bad_value(msg: str) -> FormatError:
+    """A structural defect of the object encoding (docs/OBJECTS.md: ``bad_value``)."""
+    return FormatError(msg, code_name="bad_value")
+
+
 def _items(name: str, s: Any) -> list:
     if type(s) is not list:
-        raise FormatError(f"{name} state must be a list of items")
+        raise bad_value(f"{name} state must be a list of items")
     return s
 
 
 def _build_complex(s: Any) -> complex:
     if type(s) is not list or len(s) != 2 or not all(_is_real(x) or type(x) is float for x in s):
-        raise FormatError("builtins.complex state must be two numbers")
+        raise bad_value("builtins.complex state must be two numbers")
     return complex(float(s[0]), float(s[1]))
 
 
 def _build_slice(s: Any) -> slice:
     if type(s) is not list or len(s) != 3 or not all(x is None or _is_int(x) for x in s):
-        raise FormatError("builtins.slice state must be three integers or nulls")
+        raise bad_value("builtins.slice state must be three integers or nulls")
     return slice(*s)
 
 
 def _build_range(s: Any) -> range:
     if type(s) is not list or len(s) != 3 or not all(_is_int(x) for x in s):
-        raise FormatError("builtins.range state must be three integers")
+        raise bad_value("builtins.range state must be three integers")
     return range(*(int(x) for x in s))
 
 
 def _build_bytearray(s: Any) -> bytearray:
     # bytearray(n) would allocate n bytes: only the bytes stored in the file.
     if type(s) is not bytes:
-        raise FormatError("builtins.bytearray state must be bytes")
+        raise bad_value("builtins.bytearray state must be bytes")
     return bytearray(s)
 
 
 def _build_masked(s: Any) -> Any:
     if type(s) is not dict or type(s.get("data")) is not np.ndarray:
-        raise FormatError("numpy.ma.MaskedArray state must hold a data array")
+        raise bad_value("numpy.ma.MaskedArray state must hold a data array")
     mask = s.get("mask")
     if not (type(mask) is np.ndarray and mask.shape == s["data"].shape) and \
             not isinstance(mask, (bool, np.bool_)):
-        raise FormatError("numpy.ma.MaskedArray mask must be a bool or an array shaped like the data")
+        raise bad_value("numpy.ma.MaskedArray mask must be a bool or an array shaped like the data")
     fill = s.get("fill_value")
     if not (fill is None or isinstance(fill, (bool, int, float, complex, str, bytes, np.generic))):
-        raise FormatError("numpy.ma.MaskedArray fill value must be a scalar")
+        raise bad_value("numpy.ma.MaskedArray fill value must be a scalar")
     return np.ma.MaskedArray(s["data"], mask=mask, fill_value=fill)
 
 
@@ -367,13 +372,13 @@ BIT_GENERATORS = frozenset({"numpy.random.PCG64", "numpy.random.PCG64DXSM", "num
 
 
 def _build_generator(s: Any) -> np.random.Generator:
-    if type(s) is not dict:
-        raise FormatError("numpy.random.Generator state must be a dict")
+    if type(s) is not dict or type(s.get("state")) is not dict:
+        raise bad_value("numpy.random.Generator state must be a dict with a dict 'state'")
     name = s.get("bit_generator")
     if name not in BIT_GENERATORS:
         raise UntrustedTypeError([str(name)])
     bg = getattr(np.random, name.rsplit(".", 1)[1])()
-    bg.state = s.get("state")
+    bg.state = s["state"]
     return np.random.Generator(bg)
 
 

@@ -47,7 +47,7 @@ from . import _reconstructors as _rules
 from . import _validators
 from . import arrays as _arrays
 from ._reconstructors import InvalidStateError, ResourceLimitError, UntrustedTypeError
-from .errors import ArgumentError, FormatError, VitrifyError
+from .errors import ArgumentError, FormatError, LimitError, VersionError, VitrifyError
 
 CONTENT_KIND = "vitrify.python-object"
 CONTENT_VERSION = 3
@@ -263,6 +263,16 @@ _POOL_ALIGN_BIG = 64
 _POOL_BIG = 4096
 
 
+_invalid = _rules.bad_value
+
+
+# docs/OBJECTS.md section 8: typed-value depth of the object tree, counted as FORMAT.md 13.1.
+_MAX_DEPTH = 256
+_MAX_RANK = 64
+_MAX_ITEMSIZE = 2**31 - 1
+_MAX_BYTES = 2**63 - 1
+
+
 def _obj(type_name: str, state: Any, version: int = OBJECT_VERSION) -> dict:
     return {"$object": {"type": type_name, "version": version, "state": state}}
 
@@ -293,14 +303,45 @@ def _dtype_state(dt: np.dtype) -> Any:
     return dt.str
 
 
-_DTYPE_STR_RE = re.compile(r"[<>|=]?([biufcUSVOMm?])\d*(\[[a-zA-Z0-9]+\])?")
+# docs/OBJECTS.md section 7.1. Sizes are matched with at most as many digits as their bound
+# has, so no arithmetic ever sees a longer number.
+_DTYPE_STR_RE = re.compile(r"([<>|=]?)(?:([biufc?Mm])([0-9]{1,2})"
+                           r"(?:\[([0-9]{0,18})(Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
+                           r"|([SV])([0-9]{1,10})|(U)([0-9]{1,9}))")
+_DTYPE_SIZES = {"b": (1,), "?": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8),
+                "c": (8, 16), "M": (8,), "m": (8,)}
+_MAX_UNICODE = _MAX_ITEMSIZE // 4
 
 
 @functools.lru_cache(maxsize=1024)
 def _dtype_from_str(s: str) -> np.dtype:
-    if not _DTYPE_STR_RE.fullmatch(s):
-        raise FormatError(f"invalid dtype {s!r}")
-    return np.dtype(s)
+    if s == "O" or s == "|O":
+        return np.dtype("O")
+    m = _DTYPE_STR_RE.fullmatch(s)
+    if m is None:
+        raise _invalid(f"invalid dtype {s!r}")
+    order, kind, size, mult, unit, skind, ssize, ukind, usize = m.groups()
+    # "=" and "|" are read as little-endian: files mean the same on every platform.
+    order = ">" if order == ">" else "<"
+    if kind is not None:
+        n = int(size)
+        if n not in _DTYPE_SIZES[kind] or (unit is not None and kind not in "Mm"):
+            raise _invalid(f"invalid dtype {s!r}")
+        text = f"{order}{'b' if kind == '?' else kind}{n}" + (f"[{mult}{unit}]" if unit else "")
+    elif skind is not None:
+        n = int(ssize)
+        if not 1 <= n <= _MAX_ITEMSIZE:
+            raise _invalid(f"invalid dtype {s!r}: item size out of range")
+        text = f"{order}{skind}{n}"
+    else:
+        n = int(usize)
+        if not 1 <= n <= _MAX_UNICODE:
+            raise _invalid(f"invalid dtype {s!r}: item size out of range")
+        text = f"{order}U{n}"
+    try:
+        return np.dtype(text)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"invalid dtype {s!r}: {e}") from None
 
 
 _dtype_desc_cache: dict[str, np.dtype] = {}
@@ -321,26 +362,68 @@ def _dtype_from_state(s: Any, depth: int = 0) -> np.dtype:
     return _dtype_from_state_uncached(s, depth)
 
 
+def _field_dtype_ok(dt: np.dtype) -> bool:
+    """A structured field: fixed-size numeric, a plain structure or a sub-array of them (raw
+    bytes of object, S, U or V fields could become pointers or unchecked text)."""
+    if dt.subdtype is not None:
+        return _field_dtype_ok(dt.subdtype[0])
+    if dt.fields is not None:
+        return not dt.hasobject
+    return dt.kind in "biufcmM"
+
+
 def _dtype_from_state_uncached(s: Any, depth: int) -> np.dtype:
+    """docs/OBJECTS.md section 7.2 (a table index is resolved by the caller)."""
     if depth > 8:
-        raise FormatError("dtype description nested too deeply")
-    if isinstance(s, str):
+        raise _invalid("dtype description nested too deeply")
+    if type(s) is str:
         return _dtype_from_str(s)
-    if isinstance(s, dict) and "fields" in s:
+    if type(s) is dict and "fields" in s:
+        fields, n = s["fields"], s.get("itemsize")
+        if type(fields) is not list:
+            raise _invalid("structured dtype fields must be a list")
+        if type(n) is not int or not 1 <= n <= _MAX_ITEMSIZE:
+            raise _invalid(f"invalid structured dtype itemsize {n!r}")
+        aligned = s.get("aligned", False)
+        if type(aligned) is not bool:
+            raise _invalid("structured dtype 'aligned' must be a boolean")
         names, formats, offsets = [], [], []
-        for item in s["fields"]:
-            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
-                    and isinstance(item[2], int)):
-                raise FormatError("invalid structured dtype field")
-            names.append(item[0])
-            formats.append(_dtype_from_state_uncached(item[1], depth + 1))
-            offsets.append(item[2])
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                         "itemsize": int(s["itemsize"]), "aligned": bool(s.get("aligned", False))})
-    if isinstance(s, dict) and "base" in s:
-        return np.dtype((_dtype_from_state_uncached(s["base"], depth + 1),
-                         tuple(int(x) for x in s["shape"])))
-    raise FormatError(f"invalid dtype description {s!r}")
+        for item in fields:
+            if not (type(item) is list and len(item) == 3 and type(item[0]) is str and type(item[2]) is int):
+                raise _invalid("invalid structured dtype field (must be [name, dtype, offset])")
+            name, fdt, off = item[0], _dtype_from_state_uncached(item[1], depth + 1), item[2]
+            if name in names:
+                raise FormatError(f"structured dtype names field {name!r} twice", code_name="duplicate_name")
+            if not _field_dtype_ok(fdt):
+                raise _invalid("structured dtypes may only have plain numeric fields")
+            if off < 0 or off + fdt.itemsize > n:
+                raise _invalid(f"structured dtype field {name!r} lies outside its record")
+            names.append(name)
+            formats.append(fdt)
+            offsets.append(off)
+        try:
+            return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                             "itemsize": n, "aligned": aligned})
+        except (TypeError, ValueError) as e:
+            raise _invalid(f"invalid structured dtype: {e}") from None
+    if type(s) is dict and "base" in s:
+        base = _dtype_from_state_uncached(s["base"], depth + 1)
+        shape = _shape(s.get("shape"))
+        if _count(shape) * base.itemsize > _MAX_ITEMSIZE:
+            raise _invalid("sub-array dtype too large")
+        try:
+            return np.dtype((base, shape))
+        except (TypeError, ValueError) as e:
+            raise _invalid(f"invalid sub-array dtype: {e}") from None
+    raise _invalid(f"invalid dtype description {s!r}")
+
+
+def _table_dtype(raw: Any) -> np.dtype:
+    """An entry of the packed tree's dtypes table (plain numeric fields only)."""
+    dt = _dtype_from_state(raw)
+    if not _structured_descr_ok(dt):
+        raise _invalid("structured dtypes may only have plain numeric fields")
+    return dt
 
 
 class _KeysetConflict(Exception):
@@ -719,22 +802,39 @@ _V1_GENERIC_KEYS = {"dtype": "t", "bytes": "b"}
 
 
 def _upgrade_v1(root: Any) -> None:
-    """Rename the members of version-1 object states (in place) to their version-2 keys."""
-    stack = [root]
+    """Rename the members of version-1 object states (in place) to their version-2 keys, and
+    check the typed-value depth (docs/OBJECTS.md section 8, counted as FORMAT.md 13.1) before
+    the recursive decoder meets it."""
+    stack = [(root, 0)]
     while stack:
-        x = stack.pop()
+        x, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise LimitError(f"object tree nested deeper than {_MAX_DEPTH}")
         if type(x) is list:
-            stack.extend(x)
+            stack.extend((e, depth + 1) for e in x)
         elif type(x) is dict:
-            spec = x.get("$object") if len(x) == 1 else None
-            if type(spec) is dict and type(spec.get("state")) is dict:
-                t = spec.get("type")
-                table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
-                         if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
-                         else _V1_REDUCE_KEYS)
-                if table is not None:
-                    spec["state"] = {table.get(k, "?" + k): v for k, v in spec["state"].items()}
-            stack.extend(x.values())
+            if len(x) == 1 and next(iter(x)).startswith("$"):
+                tag, inner = next(iter(x.items()))
+                if tag == "$object" and type(inner) is dict:
+                    st = inner.get("state")
+                    if type(st) is dict:
+                        t = inner.get("type")
+                        table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
+                                 if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
+                                 else _V1_REDUCE_KEYS)
+                        if table is not None:
+                            st = inner["state"] = {table.get(k, "?" + k): v for k, v in st.items()}
+                    stack.append((st, depth + 1))
+                elif tag == "$shared" and type(inner) is dict:
+                    stack.append((inner.get("value"), depth + 1))
+                elif tag == "$tuple" and type(inner) is list:
+                    stack.extend((e, depth + 1) for e in inner)   # the tuple is its list
+                elif tag == "$dict" and type(inner) is list:
+                    for kv in inner:
+                        if type(kv) is list:
+                            stack.extend((e, depth + 1) for e in kv)
+            else:
+                stack.extend((v, depth + 1) for v in x.values())
 
 
 def _reject_constant(name: str) -> Any:
@@ -757,7 +857,7 @@ class _Decoder:
         keys = c.get("keys", [])
         dtypes = c.get("dtypes", [])
         if type(keys) is not list or type(dtypes) is not list:
-            raise FormatError("invalid keys or dtypes table")
+            raise _invalid("invalid keys or dtypes table")
         self.keys_raw = keys
         self.keys: dict[int, tuple] = {}
         self.dtypes_raw = dtypes
@@ -767,10 +867,12 @@ class _Decoder:
         ks = self.keys.get(k) if type(k) is int else None
         if ks is None:
             if type(k) is not int or not 0 <= k < len(self.keys_raw):
-                raise FormatError(f"invalid keyset index {k!r}")
+                raise _invalid(f"invalid keyset index {k!r}")
             raw = self.keys_raw[k]
             if type(raw) is not list or not all(type(s) is str for s in raw):
-                raise FormatError("invalid keyset")
+                raise _invalid("invalid keyset")
+            if len(set(raw)) != len(raw):
+                raise FormatError(f"keyset {k} names a key twice", code_name="duplicate_name")
             ks = self.keys[k] = tuple(raw)
         return ks
 
@@ -781,17 +883,17 @@ class _Decoder:
             dt = self.dtypes.get(t)
             if dt is None:
                 if not 0 <= t < len(self.dtypes_raw):
-                    raise FormatError(f"invalid dtype index {t!r}")
-                dt = _dtype_from_state(self.dtypes_raw[t])
-                if not _structured_descr_ok(dt):
-                    raise FormatError("structured dtypes may only have plain numeric fields")
+                    raise _invalid(f"invalid dtype index {t!r}")
+                dt = _table_dtype(self.dtypes_raw[t])
                 self.dtypes[t] = dt
             return dt
         return _dtype_from_state(t)
 
-    def array(self, ref: Any) -> np.ndarray:
+    def array(self, ref: Any, kind: str | None = None) -> np.ndarray:
+        """The array of the file named by ``ref``; ``kind`` "numeric" or "string" is the kind
+        the state requires (docs/OBJECTS.md section 6.3)."""
         if not (type(ref) is dict and len(ref) == 1 and "$array" in ref):
-            raise FormatError("expected an array reference")
+            raise _invalid("expected an array reference")
         name = ref["$array"]
         infos = self._infos
         if infos is None:
@@ -799,11 +901,13 @@ class _Decoder:
         try:
             i, info = infos[name]
         except (KeyError, TypeError):
-            raise FormatError(f"array {name!r} is not in the file") from None
+            raise _invalid(f"array {name!r} is not in the file") from None
         if name == self.packed:
-            raise FormatError("the object tree refers to its own packed array")
+            raise _invalid("the object tree refers to its own packed array")
         if name == self.pool_name:
-            raise FormatError("the object tree refers to the array pool as an array")
+            raise _invalid("the object tree refers to the array pool as an array")
+        if kind is not None and (info["dtype"] == "string") != (kind == "string"):
+            raise _invalid(f"array {name!r} is not a {kind} array")
         return _arrays._load_array(self.f, i, info, self.mmap, False)
 
     def pool(self) -> np.ndarray:
@@ -820,7 +924,7 @@ class _Decoder:
             dec = self.dec
             return [dec(x) for x in v]
         if t is not dict:
-            raise FormatError(f"unexpected JSON value {v!r}")
+            raise _invalid(f"unexpected JSON value {v!r}")
         if len(v) == 1:
             for k, x in v.items():
                 if k.startswith("$"):
@@ -833,23 +937,23 @@ class _Decoder:
             return self.object(x, None)
         if k == "$tuple":
             if type(x) is not list:
-                raise FormatError("$tuple must hold a list")
+                raise _invalid("$tuple must hold a list")
             dec = self.dec
             return tuple([dec(e) for e in x])
         if k == "$ref":
             obj = self.shared.get(x, _PLACEHOLDER) if type(x) is int else _PLACEHOLDER
             if obj is _PLACEHOLDER:
-                raise FormatError(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
+                raise _invalid(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
             return obj
         if k == "$shared":
             return self.shared_def(x)
         if k == "$float":
             if x not in ("nan", "inf", "-inf"):
-                raise FormatError(f"invalid $float {x!r}")
+                raise _invalid(f"invalid $float {x!r}")
             return float(x)
         if k == "$int":
             if type(x) is not str or len(x) > 100000:
-                raise FormatError("invalid $int")
+                raise _invalid("invalid $int")
             return int(x)
         if k == "$bytes":
             return base64.b64decode(x, validate=True)
@@ -861,17 +965,17 @@ class _Decoder:
                 try:
                     out[key] = dec(vv)
                 except TypeError:
-                    raise FormatError(f"unhashable dict key {key!r}") from None
+                    raise _invalid(f"unhashable dict key {key!r}") from None
             return out
         if k == "$array":
             return self.array({"$array": x})
-        raise FormatError(f"unknown tag {k}")
+        raise _invalid(f"unknown tag {k}")
 
     def shared_def(self, x: Any) -> Any:
         sid = x["id"]
         val = x["value"]
         if type(sid) is not int or sid in self.shared:
-            raise FormatError(f"invalid or duplicate $shared id {sid!r}")
+            raise _invalid(f"invalid or duplicate $shared id {sid!r}")
         dec = self.dec
         # Containers and objects register themselves (so cycles resolve) before their contents.
         if type(val) is dict and len(val) == 1 and "$object" in val:
@@ -985,88 +1089,126 @@ def _is_default_setstate(obj: Any) -> bool:
 
 
 def _shape(s: Any) -> tuple:
+    """docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of
+    the non-zero ones within 2^63 - 1."""
     if type(s) is not list:
-        raise FormatError("array shape must be a list")
+        raise _invalid("array shape must be a list")
+    if len(s) > _MAX_RANK:
+        raise LimitError(f"array rank {len(s)} exceeds {_MAX_RANK}")
     shape = tuple(s)
+    nonzero = 1
     for x in shape:
         if type(x) is not int or x < 0:
-            raise FormatError("invalid array shape")
+            raise _invalid("invalid array shape")
+        if x:
+            nonzero *= x
+    if nonzero > _MAX_BYTES:
+        raise _invalid("array shape too large")
     return shape
+
+
+def _count(shape: tuple) -> int:
+    n = 1
+    for x in shape:
+        n *= x
+    return n
+
+
+def _nbytes(shape: tuple, dt: np.dtype) -> int:
+    """count x itemsize, within 2^63 - 1 (bad_value otherwise)."""
+    n = _count(shape) * dt.itemsize
+    if n > _MAX_BYTES:
+        raise _invalid("array size (count x itemsize) too large")
+    return n
+
+
+def _fortran(st: dict) -> bool:
+    o = st.get("o")
+    if o is None:
+        return False
+    if o != "F":
+        raise _invalid(f"invalid array order {o!r} (only \"F\" may be written)")
+    return True
+
+
+def _raw_dtype_ok(dt: np.dtype, member: str) -> bool:
+    """``r``: numeric, datetime or plain structured; ``y``: fixed-width bytes."""
+    if member == "y":
+        return dt.kind == "S"
+    return not dt.hasobject and (dt.fields is not None or dt.kind in "biufcmM")
 
 
 def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
     if type(st) is not dict:
-        raise FormatError("invalid numpy.ndarray state")
+        raise _invalid("invalid numpy.ndarray state")
+    fortran = _fortran(st)
     b = st.get("b")
     if type(b) is str:
         # Small numeric array stored inline (version 2).
         raw = np.frombuffer(bytearray(base64.b64decode(b, validate=True)), dtype=np.uint8)
-        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F", "inline")
+        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), fortran, "inline")
     p = st.get("p")
     if p is not None:
         # An array of the pool (version 3).
-        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F")
+        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), fortran)
     if "d" in st:
-        a = d.array(st["d"])
+        a = d.array(st["d"], "numeric")
         if "t" in st:
+            # Only a byte-order record (big-endian original): the same item size, no object
+            # or structured dtype.
             dt = d.dtype(st["t"])
-            # Only a reinterpretation of the stored item (bfloat16, byte order): astype to a
-            # wider dtype would allocate what the file asks.
-            if dt.itemsize != a.dtype.itemsize:
-                raise FormatError("an array's dtype may not change its item size")
+            if dt.itemsize != a.dtype.itemsize or dt.hasobject or dt.fields is not None:
+                raise _invalid(f"array dtype {dt} does not match its data ({a.dtype})")
             a = a.astype(dt)
-        return a.T if st.get("o") == "F" else a
+        return a.T if fortran else a
     if "u" in st:
         # The array table records the numpy dtype (object or <U n) and the load restores it.
-        return d.array(st["u"])
+        return d.array(st["u"], "string")
     if "i" in st:
         shape = _shape(st["s"])
+        if type(st["i"]) is not list:
+            raise _invalid("object array items must be a list")
+        if len(st["i"]) != _count(shape):
+            raise _invalid("object array item count does not match its shape")
         items = [d.dec(x) for x in st["i"]]
-        n = 1
-        for s in shape:
-            n *= s
-        if len(items) != n:
-            raise FormatError("object array item count does not match its shape")
-        out = np.empty(n, dtype=object)
+        out = np.empty(len(items), dtype=object)
         for j, x in enumerate(items):
             out[j] = x
         return out.reshape(shape)
     if "r" in st or "y" in st:
+        member = "r" if "r" in st else "y"
         dt = d.dtype(st["t"])
-        if dt.hasobject:
-            raise FormatError("object dtypes cannot come from raw bytes")
-        raw = d.array(st["r"] if "r" in st else st["y"])
+        if not _raw_dtype_ok(dt, member):
+            raise _invalid(f"raw arrays ({member}) cannot have dtype {dt}")
+        raw = d.array(st[member])
         shape = _shape(st["s"])
-        n = 1
-        for s in shape:
-            n *= s
-        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != n * dt.itemsize:
-            raise FormatError("raw array size does not match dtype and shape")
-        if st.get("o") == "F":
+        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != _nbytes(shape, dt):
+            raise _invalid("raw array size does not match dtype and shape")
+        if fortran:
             # Version 1 recorded the logical shape, version 2 the stored (transposed) one.
             return raw.view(dt).reshape(shape[::-1] if d.v1 else shape).T
         return raw.view(dt).reshape(shape)
-    raise FormatError("invalid numpy.ndarray state")
+    raise _invalid("invalid numpy.ndarray state")
 
 
 def _byte_array(f: Any, name: Any, what: str) -> tuple[int, dict]:
     """Index and info of the 1-D uint8 array ``name`` (the packed tree or the pool)."""
     if type(name) is not str:
-        raise FormatError(f"invalid reference to {what}")
+        raise _invalid(f"invalid reference to {what}")
     try:
         i = f.find(name)
     except VitrifyError:
-        raise FormatError(f"{what} {name!r} is not in the file") from None
+        raise _invalid(f"{what} {name!r} is not in the file") from None
     info = f.array_info(i)
     if info["dtype"] != "uint8" or len(info["shape"]) != 1:
-        raise FormatError(f"{what} must be a 1-D uint8 array")
+        raise _invalid(f"{what} must be a 1-D uint8 array")
     return i, info
 
 
 def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
     """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
     if name is None:
-        raise FormatError("the file has pooled arrays but no array pool")
+        raise _invalid("the file has pooled arrays but no array pool")
     i, info = _byte_array(f, name, "the array pool")
     if mmap and info["codec"] == "raw":
         return _arrays._load_array(f, i, info, True, False)
@@ -1082,37 +1224,36 @@ def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
 
 def _pooled_array(pool: np.ndarray, ref: Any, dt: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
     if not (type(ref) is list and len(ref) == 2 and type(ref[0]) is int and type(ref[1]) is int):
-        raise FormatError("a pooled array reference must be [offset, nbytes]")
+        raise _invalid("a pooled array reference must be [offset, nbytes]")
     off, n = ref
     if off < 0 or n < 0 or off > pool.size - n:
-        raise FormatError("pooled array lies outside the array pool")
+        raise _invalid("pooled array lies outside the array pool")
     if n and off % _POOL_ALIGN:
-        raise FormatError(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
+        raise _invalid(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
     return _from_bytes(pool[off:off + n], dt, shape, fortran, "pooled")
 
 
 def _from_bytes(raw: np.ndarray, dt: np.dtype, shape: tuple, fortran: bool, what: str) -> np.ndarray:
     """A numeric or plain structured array viewing ``raw`` (uint8, the stored C-order bytes)."""
     if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
-        raise FormatError(f"{what} arrays cannot have dtype {dt}")
-    want = dt.itemsize
-    for x in shape:
-        want *= x
-    if raw.size != want:
-        raise FormatError(f"{what} array size does not match dtype and shape")
+        raise _invalid(f"{what} arrays cannot have dtype {dt}")
+    if raw.size != _nbytes(shape, dt):
+        raise _invalid(f"{what} array size does not match dtype and shape")
     if dt.kind == "b" and raw.size and int(raw.max()) > 1:
-        raise FormatError("bool array holds a byte other than 0 or 1")
+        raise _invalid("bool array holds a byte other than 0 or 1")
     a = raw.view(dt).reshape(shape)
     return a.T if fortran else a
 
 
 def _dec_generic(d: _Decoder, st: dict) -> Any:
+    if type(st) is not dict or type(st.get("b")) is not str:
+        raise _invalid("invalid numpy scalar")
     dt = d.dtype(st["t"])
     if dt.hasobject:
-        raise FormatError("object scalars are not allowed")
+        raise _invalid("object scalars are not allowed")
     raw = base64.b64decode(st["b"], validate=True)
     if len(raw) != dt.itemsize:
-        raise FormatError("numpy scalar has the wrong number of bytes")
+        raise _invalid("numpy scalar has the wrong number of bytes")
     return np.frombuffer(raw, dtype=dt)[0]
 
 
@@ -1129,6 +1270,8 @@ _SPECIAL_DECODERS = {
     "numpy.ndarray": _dec_ndarray,
     "numpy.generic": _dec_generic,
     **{name: _dec_special(name) for name in _BUILDERS},
+    # After the builders: a dtype state may also be an index into the dtypes table.
+    "numpy.dtype": lambda d, st: d.dtype(st),
 }
 
 
@@ -1488,46 +1631,49 @@ def _content(f: Any, parse_packed: bool = True) -> dict:
     packed body unparsed: ``c["$body"]`` holds its bytes for the C++ decoder (_core.ObjectTree)."""
     text = f.content_json
     if not text or text == "null":
-        raise FormatError("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
+        raise _invalid("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
     c = json.loads(text)
     if not isinstance(c, dict) or c.get("kind") != CONTENT_KIND:
-        raise FormatError("the file's content is not a vitrify Python object")
+        raise _invalid("the file's content is not a vitrify Python object")
     version = c.get("version")
-    if version not in _READ_VERSIONS:
-        raise FormatError(f"object encoding version {version} is not supported (this vitrify reads "
-                          f"{', '.join(map(str, _READ_VERSIONS))})")
+    if type(version) is not int or version not in _READ_VERSIONS:
+        raise VersionError(f"object encoding version {version!r} is not supported (this vitrify reads "
+                           f"{', '.join(map(str, _READ_VERSIONS))})")
     if version == 1:
-        _upgrade_v1(c.get("root"))
+        if "root" not in c:
+            raise _invalid("the version-1 content has no root")
+        _upgrade_v1(c["root"])
         c.pop("keys", None)
         c.pop("dtypes", None)
         return c
+    # Versions 2 and 3 keep the tree in the packed array only; a root in the header is ignored.
     packed = c.get("packed")
-    if packed is not None:
-        if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
-            raise FormatError("invalid packed content reference")
-        name = packed["$array"]
-        pool = None
-        if version >= 3 and "pool" in c:
-            pref = c["pool"]
-            if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
-                raise FormatError("invalid array pool reference")
-            pool = pref["$array"]
-            if pool == name:
-                raise FormatError("the array pool and the packed object tree are the same array")
-        body_bytes = _packed_bytes(f, name)
-        if not parse_packed:
-            return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
-        try:
-            body = json.loads(body_bytes, parse_constant=_reject_constant)
-        except RecursionError:
-            raise FormatError("object tree nested too deeply") from None
-        except ValueError as e:
-            raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
-        if type(body) is not dict or "root" not in body:
-            raise FormatError("the packed object tree has no root")
-        # Only the packed body counts: the header's own root/keys/dtypes are ignored.
-        c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
-             "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
+    if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
+        raise _invalid("the content has no valid packed object tree reference")
+    name = packed["$array"]
+    pool = None
+    if version >= 3 and "pool" in c:
+        pref = c["pool"]
+        if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
+            raise _invalid("invalid array pool reference")
+        pool = pref["$array"]
+        if pool == name:
+            raise _invalid("the array pool and the packed object tree are the same array")
+        _byte_array(f, pool, "the array pool")
+    body_bytes = _packed_bytes(f, name)
+    if not parse_packed:
+        return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
+    try:
+        body = json.loads(body_bytes, parse_constant=_reject_constant)
+    except RecursionError:
+        raise LimitError("object tree nested too deeply") from None
+    except ValueError as e:
+        raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
+    if type(body) is not dict or "root" not in body:
+        raise _invalid("the packed object tree has no root")
+    # Only the packed body counts: the header's own root/keys/dtypes are ignored.
+    c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
+         "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
     return c
 
 
@@ -1545,17 +1691,14 @@ class _BuildContext:
 
     def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None, rules: _rules.CallRules):
         loader = _Decoder(f, frozenset(), mmap, {"$packed": packed, "$pool": pool})
-        self.array = lambda name: loader.array({"$array": name})
+        self.array = lambda name, kind=None: loader.array({"$array": name}, kind)
         # The C++ decoder slices pooled arrays out of this (None: the file has no pool).
         self.pool = loader.pool() if pool is not None else None
         self.rules = rules
 
     @staticmethod
     def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
-        dt = _dtype_from_state(s)
-        if from_table and not _structured_descr_ok(dt):
-            raise FormatError("structured dtypes may only have plain numeric fields")
-        return dt
+        return _table_dtype(s) if from_table else _dtype_from_state(s)
 
     @staticmethod
     def object_array(items: list, shape: tuple) -> np.ndarray:
@@ -1589,10 +1732,9 @@ def _collect_types(v: Any, out: set, uses: set | None = None) -> None:
                     tn = spec.get("type")
                     st = spec.get("state")
                     if tn == "vitrify.global":
-                        if type(st) is str:
-                            out.add(st)
-                        else:
-                            out.add("vitrify.global")   # malformed: refuse
+                        if type(st) is not str:
+                            raise _invalid("vitrify.global state must be a name")
+                        out.add(st)
                     elif type(tn) is str:
                         if tn not in special:
                             out.add(tn)
@@ -1701,9 +1843,10 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     except VitrifyError:
         raise
     except RecursionError:
-        raise FormatError("object tree nested too deeply") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise FormatError(f"invalid object data: {type(e).__name__}: {e}") from None
+        raise LimitError("object tree nested too deeply") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        # numpy's and Python's own complaints about values from the file
+        raise _invalid(f"invalid object data: {type(e).__name__}: {e}") from None
     prog.done()
     return obj
 
