@@ -24,6 +24,7 @@ address-space limit and a timeout, then calls the listed methods on ``X``. The o
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ import vitrify.native
 from vitrify import _core, arrays as _arrays
 
 AS_LIMIT = 3 << 29          # 1.5 GiB of address space for the child
-TIMEOUT = 20.0              # seconds; a hang fails the case
+TIMEOUT = 10.0              # seconds; a hang fails the case
 _ALIGN = 64
 # What the C++ runtime implements (vitrify.native.NativeModel); other names are Python-only.
 NATIVE_METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")
@@ -65,6 +66,19 @@ def _dtype_from_desc(d: dict) -> np.dtype:
     f = d["fields"]
     return np.dtype({"names": [x[0] for x in f], "formats": [x[1] for x in f],
                      "offsets": [x[2] for x in f], "itemsize": d["itemsize"]})
+
+
+class RawJSON:
+    """JSON text spliced verbatim into the written tree: for nesting deeper than json.dumps
+    (or any Python recursion) can produce."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def nested(depth: int, open_: str, close: str, inner: str = "0") -> RawJSON:
+    """``open_`` * depth + inner + ``close`` * depth, without recursion."""
+    return RawJSON("".join((open_ * depth, inner, close * depth)))
 
 
 class Doc:
@@ -176,6 +190,20 @@ class Doc:
         return self.dtype_ref(dtype_desc(dt))
 
     # -- output --
+    def _dump_body(self) -> str:
+        raws: list[str] = []
+
+        def splice(o: Any) -> str:
+            if not isinstance(o, RawJSON):
+                raise TypeError(f"cannot write {type(o).__name__}")
+            raws.append(o.text)
+            return f"\x00raw{len(raws) - 1}\x00"
+
+        text = json.dumps(self.body, separators=(",", ":"), allow_nan=False, default=splice)
+        for i, r in enumerate(raws):
+            text = text.replace(json.dumps(f"\x00raw{i}\x00"), r, 1)
+        return text
+
     def to_bytes(self) -> bytes:
         w = _core.Writer.create_in_memory(64)
         try:
@@ -183,7 +211,7 @@ class Doc:
                 _arrays._add_one(w, name, a, ("raw", 0))
             if self.pool:
                 w.add_array("pool", "uint8", [len(self.pool)], np.frombuffer(bytes(self.pool), np.uint8), "raw", 0, None)
-            text = json.dumps(self.body, separators=(",", ":"), allow_nan=False).encode()
+            text = self._dump_body().encode()
             w.add_array("content", "uint8", [len(text)], np.frombuffer(text, np.uint8), "raw", 0, None)
             content = dict(self.content)
             if not self.pool:
@@ -222,6 +250,7 @@ def raw_body(root: Any, pool: bytes = b"", keys: list | None = None, dtypes: lis
 def _child(path: str, runtime: str, methods: list, X: Any, conn: Any) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
     stage = "load"
+    m = None
     try:
         if runtime == "selftest":
             m = _SelfTest()
@@ -238,11 +267,16 @@ def _child(path: str, runtime: str, methods: list, X: Any, conn: Any) -> None:
                 stage = name
                 getattr(m, name)(X)
                 ran.append(name)
-        conn.send(("worked", type(m).__name__ + (f" ran {','.join(ran)}" if ran else "")))
+        result = ("worked", type(m).__name__ + (f" ran {','.join(ran)}" if ran else ""))
     except vitrify.VitrifyError as e:
-        conn.send(("refused", f"{type(e).__name__} at {stage}: {str(e)[:200]}"))
+        result = ("refused", f"{type(e).__name__} at {stage}: {str(e)[:200]}")
     except BaseException as e:  # noqa: BLE001 - every other outcome is the finding
-        conn.send(("error", f"{type(e).__name__} at {stage}: {str(e)[:200]}"))
+        result = ("error", f"{type(e).__name__} at {stage}: {str(e)[:200]}")
+    # Free everything the load built before answering: a corrupted heap shows up here (as a
+    # signal) rather than going unnoticed after the answer.
+    del m
+    gc.collect()
+    conn.send(result)
 
 
 class _SelfTest:
@@ -295,9 +329,13 @@ def run_jailed(path: str, runtime: str, methods: list, X: Any) -> tuple[str, str
         if p.is_alive():
             p.kill()
             p.join()
+            if result is None or result[0] == "timeout":
+                return ("timeout", f"no answer after {TIMEOUT:.0f} s")
+        if p.exitcode is not None and p.exitcode < 0:
+            return ("signal", f"child died (signal {-p.exitcode})"
+                    + (f" after answering {result[0]}: {result[1]}" if result else ""))
         if result is None:
-            code = p.exitcode
-            return ("signal", f"child died (exit code {code})")
+            return ("signal", f"child died (exit code {p.exitcode})")
         return result
     finally:
         recv.close()

@@ -128,12 +128,12 @@ def rows(kind: str) -> np.ndarray:
 
 def edit_array(type_name: str, key: Any, fn, nth: int = 0):
     """A mutation that passes the decoded array at ``state[key]`` of the nth ``type_name``
-    object to ``fn`` (which edits it in place or returns a replacement)."""
+    object to ``fn`` (which edits it in place, or returns a replacement array)."""
     def mutate(d: hc.Doc):
         st = d.state(d.objects(type_name)[nth])
         a = d.get_array(st[key])
         out = fn(a)
-        st[key] = d.put_array(a if out is None else out)
+        st[key] = d.put_array(out if isinstance(out, np.ndarray) else a)
     return mutate
 
 
@@ -356,10 +356,11 @@ def _hgb_partial_to_kernel(d: hc.Doc):
     # file makes it a partial of a raw k-means kernel, which transform (hence predict) calls.
     part = d.objects("functools.partial")[0]
     kernel = glob(LLOYD)
-    sw = d.put_array(np.ones(1))
-    centers = d.put_array(np.zeros((3, 0)))
-    part["state"]["a"] = [kernel]
-    part["state"]["s"] = {"$tuple": [kernel, {"$tuple": [sw, centers]}, {"max_iter": 2**30}, None]}
+    kw = {"sample_weight": d.put_array(np.ones(len(rows("cat")))),
+          "centers_init": d.put_array(np.zeros((2, 0)))}   # no feature column: writes past it
+    # Only the state (func, args, keywords, dict) changes: "a" holds $shared values used later.
+    st = part["state"]["s"]["$tuple"]
+    st[0], st[2] = kernel, kw
 
 
 case("hgb-partial-wraps-kmeans-kernel", "hgb", _hgb_partial_to_kernel)
@@ -513,16 +514,14 @@ def _nd(state):
 
 
 def _lloyd_args(d):
-    # Tiny arrays, large counts: the kernel indexes memory with shapes it never checks.
-    X = d.put_array(np.zeros((3, 2)))
-    sw = d.put_array(np.ones(1))
-    centers = d.put_array(np.zeros((1000, 0)))
-    return [X, sw, centers, 2**20, False, 0.0, 1]
+    # Centers with no feature column against 2-column data: the kernel writes past the centers'
+    # buffer (heap corruption, "free(): invalid pointer" in plain scikit-learn).
+    X = d.put_array(np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]))
+    return [X, d.put_array(np.ones(3)), d.put_array(np.zeros((2, 0))), 300, False, 0.0, 1]
 
 
 case("call-kmeans-lloyd-kernel", "lr", in_coef(lambda d: obj(LLOYD, {"a": _lloyd_args(d)})))
-case("call-kmeans-lloyd-kernel-kwargs", "lr", in_coef(lambda d: obj(LLOYD, {
-    "n": False, "a": _lloyd_args(d)[:3], "kw": {"n_threads": 2**20}})))
+case("call-kmeans-lloyd-kernel-in-extra-key", "lr", in_extra(lambda d: obj(LLOYD, {"a": _lloyd_args(d)})))
 case("call-numpy-ones-2**33", "lr", in_coef(_call("numpy.ones", 2**33)))
 case("call-numpy-zeros-2**33", "lr", in_coef(_call("numpy.zeros", 2**33)))
 case("call-numpy-ones-shape-overflow", "lr", in_coef(_call("numpy.ones", {"$tuple": [2**32, 2**32]})))
@@ -540,20 +539,16 @@ case("call-tree-ctor-huge-n_classes", "lr", in_extra(lambda d: obj(T_TREE, {
     "a": [4, d.put_array(np.array([2**40, 2**40])), 2]})))
 
 
-def _nested(depth, wrap):
-    def make(d):
-        v: Any = 0
-        for _ in range(depth):
-            v = wrap(v)
-        return v
-    return make
-
-
-case("nest-lists-1e5", "lr", in_extra(_nested(10**5, lambda v: [v])))
-case("nest-dicts-1e5", "lr", in_extra(_nested(10**5, lambda v: {"a": v})))
-case("nest-tuples-1e5", "lr", in_extra(_nested(10**5, lambda v: {"$tuple": [v]})))
-case("nest-objects-1e5", "lr", in_extra(_nested(10**5, lambda v: obj("builtins.frozenset", [v]))))
-case("nest-shared-1e5", "lr", in_extra(_nested(10**5, lambda v: {"$shared": {"id": id(v) % 2**31, "value": [v]}})))
+_DEEP = 10**5
+case("nest-lists-1e5", "lr", in_extra(lambda d: hc.nested(_DEEP, "[", "]")))
+case("nest-dicts-1e5", "lr", in_extra(lambda d: hc.nested(_DEEP, '{"a":', "}")))
+case("nest-tuples-1e5", "lr", in_extra(lambda d: hc.nested(_DEEP, '{"$tuple":[', "]}")))
+case("nest-objects-1e5", "lr", in_extra(lambda d: hc.nested(
+    _DEEP, '{"$object":{"type":"builtins.frozenset","version":1,"state":[', "]}}")))
+case("nest-ndarray-object-items-1e5", "lr", in_extra(lambda d: hc.nested(
+    _DEEP, '{"$object":{"type":"numpy.ndarray","version":1,"state":{"s":[1],"t":"O","i":[', "]}}}")))
+case("nest-shared-1e5", "lr", in_extra(lambda d: hc.RawJSON("".join(
+    [f'{{"$shared":{{"id":{i},"value":[' for i in range(_DEEP)] + ["0"] + ["]}}"] * _DEEP))))
 case("shape-product-overflow", "lr", in_coef(_nd({"p": [0, 0], "t": "<f8", "s": [2**32, 2**32, 3]})))
 case("shape-times-itemsize-wraps-to-zero", "lr", in_coef(_nd({"p": [0, 0], "t": "<f8", "s": [2**61]})))
 case("shape-times-itemsize-wraps-to-16", "lr", in_coef(_nd({"p": [0, 16], "t": "<f8", "s": [2**61 + 2]})))
