@@ -1,7 +1,7 @@
 """The load-time call rule and the checks of built objects (docs/LOAD_RULES.md).
 
 Every crafted file is loaded through both object decoders: the C++ builder of packed trees
-(bind_objects.cpp) and model.py's _Decoder (object tree in the header). Files that could crash
+(bind_objects.cpp) and model.py's _Decoder (version-1 tree in the header). Files that could crash
 or allocate gigabytes if a check regressed are loaded in a child process under a 1.5 GiB
 address-space limit, so that a crash fails the test instead of killing pytest."""
 
@@ -44,18 +44,48 @@ def _parts(data: bytes) -> tuple[dict, bytes]:
     return {"root": c["root"], "keys": c.get("keys", []), "dtypes": c.get("dtypes", [])}, pool
 
 
-def _inline_pool(node, pool: bytes):
-    """The body with every pooled array stored inline (the header tree has no pool)."""
+_TO_V1 = {t: {v: k for k, v in keys.items()} for t, keys in (
+    ("numpy.ndarray", model._V1_NDARRAY_KEYS), ("numpy.generic", model._V1_GENERIC_KEYS),
+    (None, model._V1_REDUCE_KEYS))}
+
+
+def _to_v1(node, body: dict, pool: bytes, add_raw):
+    """``node`` of a version-3 body in the version-1 form (header tree, long state keys, no
+    keyset or dtype tables): the only form model.py's _Decoder reads (docs/OBJECTS.md section
+    3). Inline and pooled arrays become raw byte arrays of the file (``add_raw``)."""
     if type(node) is list:
-        return [_inline_pool(x, pool) for x in node]
+        return [_to_v1(x, body, pool, add_raw) for x in node]
     if type(node) is not dict:
         return node
-    if "p" in node and "t" in node and "s" in node and type(node["p"]) is list:
-        off, n = node["p"]
-        out = {k: v for k, v in node.items() if k != "p"}
-        out["b"] = base64.b64encode(pool[off:off + n]).decode("ascii")
-        return out
-    return {k: _inline_pool(v, pool) for k, v in node.items()}
+    spec = node.get("$object") if len(node) == 1 else None
+    if type(spec) is not dict:
+        return {k: _to_v1(v, body, pool, add_raw) for k, v in node.items()}
+    t, st = spec.get("type"), spec.get("state")
+    if t == "numpy.dtype" and type(st) is int:
+        st = body["dtypes"][st]
+    elif t in ("numpy.ndarray", "numpy.generic") and type(st) is dict:
+        st = dict(st)
+        if type(st.get("t")) is int:
+            st["t"] = body["dtypes"][st["t"]]
+        if t == "numpy.ndarray" and ("b" in st or "p" in st):
+            if "b" in st:
+                raw = base64.b64decode(st["b"])
+            else:
+                off, n = st["p"]
+                raw = pool[off:off + n]
+            # Version 1 records the logical shape of a Fortran-order array (version 2 the stored one).
+            shape = st["s"][::-1] if st.get("o") == "F" else st["s"]
+            st = {"r": {"$array": add_raw(raw)}, "t": st["t"], "s": shape,
+                  **({"o": "F"} if "o" in st else {})}
+        st = {_TO_V1[t].get(k, k): _to_v1(v, body, pool, add_raw) for k, v in st.items()}
+    elif t not in model._SPECIAL_DECODERS and type(st) is dict:
+        st = dict(st)
+        if "k" in st and type(st.get("s")) is list:
+            st["s"] = dict(zip(body["keys"][st.pop("k")], st["s"]))
+        st = {_TO_V1[None].get(k, k): _to_v1(v, body, pool, add_raw) for k, v in st.items()}
+    else:
+        st = _to_v1(st, body, pool, add_raw)
+    return {"$object": {**spec, "state": st}}
 
 
 def _file(body: dict, pool: bytes, decoder: str) -> bytes:
@@ -68,7 +98,16 @@ def _file(body: dict, pool: bytes, decoder: str) -> bytes:
             w.add_array("pool", "uint8", [len(pool)], np.frombuffer(pool, np.uint8), "raw", 0, None)
             content["pool"] = {"$array": "pool"}
     else:
-        content = {"kind": model.CONTENT_KIND, "version": 2, **_inline_pool(body, pool)}
+        raws: list[bytes] = []
+
+        def add_raw(raw: bytes) -> str:
+            raws.append(raw)
+            name = f"raw{len(raws) - 1}"
+            w.add_array(name, "uint8", [len(raw)], np.frombuffer(raw, np.uint8), "raw", 0, None)
+            return name
+
+        content = {"kind": model.CONTENT_KIND, "version": 1,
+                   "root": _to_v1(body["root"], body, pool, add_raw)}
     w.set_content(json.dumps(content))
     w.commit()
     return w.take_bytes()
