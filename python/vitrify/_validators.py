@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _core
-from ._reconstructors import InvalidStateError
+from ._reconstructors import _INT_MAX, InvalidStateError
 from .errors import VitrifyError
 
 # ------------------------------------------------------------------------------------------
@@ -143,6 +143,38 @@ def tree_estimator(obj: Any) -> None:
     no = obj.__dict__.get("n_outputs_")
     if no is not None and t.n_outputs != no:
         raise _fail(type(obj).__name__, "tree_ and the estimator disagree on n_outputs")
+    if "classes_" in obj.__dict__:
+        _classes_match(type(obj).__name__, obj.__dict__["classes_"], t.n_classes, t.n_outputs)
+
+
+def _classes_match(what: str, classes: Any, n_classes: np.ndarray, n_outputs: int) -> None:
+    """predict indexes ``classes_`` with the argmax over the tree's value columns: one label per
+    column of each output (an array for one output, a list of arrays for several)."""
+    per_output = [classes] if n_outputs == 1 else classes
+    if type(per_output) is not list or len(per_output) != n_outputs or any(
+            getattr(c, "ndim", None) != 1 or c.shape[0] != int(k) for c, k in zip(per_output, n_classes)):
+        raise _fail(what, "classes_ must hold one label per class of every output of the tree")
+
+
+def forest(obj: Any) -> None:
+    """BaseForest: predict_proba adds every tree's output into arrays sized from the forest's
+    own n_outputs_ and n_classes_."""
+    trees = obj.__dict__.get("estimators_")
+    if trees is None:
+        return
+    what = type(obj).__name__
+    from sklearn.tree._classes import BaseDecisionTree
+    no = obj.__dict__.get("n_outputs_")
+    nc = obj.__dict__.get("n_classes_")
+    nc = None if nc is None else np.atleast_1d(nc)
+    for t in trees:
+        if not isinstance(t, BaseDecisionTree):
+            raise _fail(what, "estimators_ must be decision trees")
+        tr = t.__dict__.get("tree_")
+        if tr is None or (no is not None and tr.n_outputs != no):
+            raise _fail(what, "a tree and the forest disagree on n_outputs")
+        if nc is not None and not np.array_equal(tr.n_classes, nc):
+            raise _fail(what, "a tree and the forest disagree on the class counts")
 
 
 # ------------------------------------------------------------------------------------------
@@ -192,8 +224,22 @@ def hist_gradient_boosting(obj: Any) -> None:
         if type(is_cat) is not np.ndarray or is_cat.shape != (nf,):
             raise _fail(name, "_bin_mapper.is_categorical_ must have one entry per feature")
         is_cat = np.ascontiguousarray(is_cat, dtype=np.uint8)
+    # _raw_predict sizes its output from n_trees_per_iteration_, adds the baseline to it and
+    # one predictor of each iteration per column; classes_ is indexed by those columns.
+    k = _int_in(f"{name} n_trees_per_iteration_", obj.__dict__.get("n_trees_per_iteration_"), 1, _INT_MAX)
+    base = obj.__dict__.get("_baseline_prediction")
+    if type(base) is not np.ndarray or base.shape != (1, k) or base.dtype.kind != "f":
+        raise _fail(name, "_baseline_prediction must have shape (1, n_trees_per_iteration_)")
+    if "classes_" in obj.__dict__:
+        c = obj.__dict__["classes_"]
+        if getattr(c, "ndim", None) != 1 or (c.shape[0] != k if k > 1 else c.shape[0] > 2):
+            raise _fail(name, "classes_ does not match n_trees_per_iteration_")
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    if type(preds) is not list:
+        raise _fail(name, "_predictors must be a list")
     for it in preds:
+        if type(it) is not list or len(it) != k:
+            raise _fail(name, "every iteration must hold n_trees_per_iteration_ predictors")
         for p in it:
             if not isinstance(p, TreePredictor):
                 raise _fail(name, "predictors must be TreePredictor objects")
@@ -338,6 +384,22 @@ def libsvm(obj: Any) -> None:
     n_class = n_support.shape[0] if classifier else 2
     if classifier and int(n_support.sum()) != n_sv:
         raise _fail(what, "_n_support does not add up to the number of support vectors")
+    if not classifier and (n_support.shape[0] != 2 or int(n_support[0]) != n_sv):
+        # n_support_ of a regression or one-class model is _n_support[0]
+        raise _fail(what, "_n_support[0] must be the number of support vectors")
+    if classifier:
+        classes = st.get("classes_")
+        if getattr(classes, "ndim", None) != 1 or classes.shape[0] != n_class:
+            raise _fail(what, "classes_ must hold one label per class of _n_support")
+    # libsvm reads degree as a C int; gamma and coef0 as doubles
+    degree = st.get("degree", 3)
+    if not (isinstance(degree, (int, float, np.integer, np.floating)) and not isinstance(degree, (bool, np.bool_))
+            and 0 <= degree <= _INT_MAX):
+        raise _fail(what, f"degree must be a number in [0, {_INT_MAX}]")
+    for attr in ("_gamma", "coef0"):
+        v = st.get(attr, 0.0)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise _fail(what, f"{attr} must be a number")
     m = n_class * (n_class - 1) // 2
     sparse_model = bool(st.get("_sparse"))
     dual = st.get("_dual_coef_")
@@ -348,11 +410,20 @@ def libsvm(obj: Any) -> None:
         a = _array(f"{what} {attr}", st.get(attr), 1)
         if a.shape[0] not in lens:
             raise _fail(what, f"{attr} has the wrong length")
+    n_prob = st["_probA"].shape[0]
+    if st["_probB"].shape[0] != n_prob or (st.get("probability") is True and n_prob != m):
+        raise _fail(what, "_probA and _probB must both hold one value per class pair "
+                          "(both empty without probability estimates)")
     sv = st.get("support_vectors_")
     shape_fit = st.get("shape_fit_")
     if not (type(shape_fit) is tuple and shape_fit and all(isinstance(x, (int, np.integer)) for x in shape_fit)):
         raise _fail(what, "shape_fit_ must be a tuple of integers")
-    if kernel == "precomputed" or callable(kernel):
+    if kernel == "precomputed":
+        # fit on a (n_samples, n_samples) kernel matrix keeps no support vectors
+        if len(shape_fit) != 2 or shape_fit[0] != shape_fit[1] or getattr(sv, "shape", None) != (0, 0):
+            raise _fail(what, "a precomputed kernel has a square shape_fit_ and no support vectors")
+        _indices_in(f"{what} support_", support, int(shape_fit[0]))
+    elif callable(kernel):
         _indices_in(f"{what} support_", support, int(shape_fit[0]))
     elif sparse_model:
         import scipy.sparse as sp
@@ -360,8 +431,8 @@ def libsvm(obj: Any) -> None:
             raise _fail(what, "sparse support vectors must have one row per support vector")
     else:
         nf = st.get("n_features_in_", sv.shape[1] if hasattr(sv, "shape") and len(sv.shape) == 2 else -1)
-        if type(sv) is not np.ndarray or sv.shape != (n_sv, nf):
-            raise _fail(what, "support_vectors_ must have shape (n_support, n_features_in_)")
+        if type(sv) is not np.ndarray or sv.shape != (n_sv, nf) or sv.dtype != np.float64:
+            raise _fail(what, "support_vectors_ must be float64 of shape (n_support, n_features_in_)")
     cw = st.get("class_weight_")
     if classifier and cw is not None and (type(cw) is not np.ndarray or cw.shape != (n_class,)):
         raise _fail(what, "class_weight_ must have one weight per class")
@@ -376,6 +447,8 @@ def kmeans(obj: Any) -> None:
     if type(c) is not np.ndarray or c.ndim != 2 or c.dtype.kind != "f" or c.shape[0] < 1 or \
             (nf is not None and c.shape[1] != nf):
         raise _fail(what, "cluster_centers_ must have shape (n_clusters, n_features_in_)")
+    if "_n_threads" in obj.__dict__:
+        _int_in(f"{what} _n_threads", obj.__dict__["_n_threads"], 1, _INT_MAX)
 
 
 def neighbors(obj: Any) -> None:
@@ -395,12 +468,34 @@ def neighbors(obj: Any) -> None:
     nf = st.get("n_features_in_")
     if nf is not None and shape[1] != nf:
         raise _fail(what, "_fit_X does not have n_features_in_ columns")
+    if st.get("_y") is not None:
+        _neighbor_targets(what, st, shape[0])
     if method != "brute":
         import sklearn.neighbors as nb
         t = st.get("_tree")
         cls = nb.KDTree if method == "kd_tree" else nb.BallTree
         if not isinstance(t, cls) or t.data.shape != shape:
             raise _fail(what, f"_tree must be a {cls.__name__} over _fit_X")
+
+
+def _neighbor_targets(what: str, st: dict, n_samples: int) -> None:
+    """predict gathers _y rows by neighbour index; a classifier then indexes classes_ with the
+    encoded labels of _y (one column per output)."""
+    y = st["_y"]
+    if type(y) is not np.ndarray or y.ndim not in (1, 2) or y.shape[0] != n_samples:
+        raise _fail(what, "_y must hold one target row per sample of _fit_X")
+    if "classes_" not in st:
+        return
+    classes = st["classes_"]
+    per_output = classes if y.ndim == 2 else [classes]
+    if y.dtype.kind not in "iu" or type(per_output) is not list or \
+            len(per_output) != (y.shape[1] if y.ndim == 2 else 1):
+        raise _fail(what, "_y must hold encoded labels, one column per output of classes_")
+    cols = y.T if y.ndim == 2 else [y]
+    for c, col in zip(per_output, cols):
+        if getattr(c, "ndim", None) != 1:
+            raise _fail(what, "classes_ must be 1-d per output")
+        _indices_in(f"{what} _y", col, c.shape[0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -412,6 +507,7 @@ def neighbors(obj: Any) -> None:
 OBJECT_CHECKS: list[tuple[str, str, Callable]] = [
     ("sklearn.tree._tree", "Tree", tree),
     ("sklearn.tree._classes", "BaseDecisionTree", tree_estimator),
+    ("sklearn.ensemble._forest", "BaseForest", forest),
     ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor", tree_predictor),
     ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "BaseHistGradientBoosting",
      hist_gradient_boosting),
