@@ -46,9 +46,13 @@ class UntrustedTypeError(VitrifyError):
 class InvalidStateError(FormatError):
     """The data of a trusted type breaks an invariant (e.g. a tree child index out of range)."""
 
+    default_code_name = "bad_state"   # as the C++ runtime reports broken model state
+
 
 class ResourceLimitError(InvalidStateError):
     """A reconstructor's arguments ask for more memory than the load budget allows."""
+
+    default_code_name = "limit_exceeded"
 
 
 # How an object node uses its type name (what refused_uses() and the builders see).

@@ -304,8 +304,15 @@ def _i8(values):
 def test_tree_reconstructor_checks_its_arguments(tmp_path, decoder, args, why):
     data = _root_file(_obj("sklearn.tree._tree.Tree", {"a": args}), decoder)
     assert vitrify.get_untrusted_types(data=data) == []
-    with pytest.raises(vitrify.InvalidStateError, match=why):
-        vitrify.loads(data)
+    assert _refused(data, vitrify.InvalidStateError, match=why).code_name == "bad_state"
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_tree_reconstructor_charges_the_load_budget(decoder):
+    # 2**30 classes: 8 GiB of value rows from a file of a few hundred bytes
+    data = _root_file(_obj("sklearn.tree._tree.Tree", {"a": [4, _i8([1 << 30]), 1]}), decoder)
+    e = _refused(data, vitrify.ResourceLimitError, match="load budget")
+    assert e.code_name == "limit_exceeded"
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
