@@ -75,40 +75,17 @@ class object_tree {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::string, std::less<>> bg(bit_generators.begin(), bit_generators.end());
     std::set<std::string> out;
-    std::vector<const value*> stack{root_};
-    while (!stack.empty()) {
-      const value* x = stack.back();
-      stack.pop_back();
-      switch (x->type()) {
-        case K::list:
-        case K::tuple:
-          for (const auto& e : x->items()) stack.push_back(&e);
-          break;
-        case K::dict:
-          for (std::size_t i = 0; i < x->dict_size(); ++i) {
-            stack.push_back(&x->dict_key(i));
-            stack.push_back(&x->dict_value(i));
-          }
-          break;
-        case K::shared: stack.push_back(&x->inner()); break;
-        case K::object: {
-          const std::string& tn = x->as_string();
-          const value& st = x->inner();
-          if (tn == "vitrify.global") {
-            if (!st.is(K::string)) bad("vitrify.global state must be a name");
-            out.insert(st.as_string());
-          } else if (!sp.count(tn)) {
-            out.insert(tn);
-          } else if (tn == "numpy.random.Generator") {
-            const value* b = dget(st, "bit_generator");
-            if (b && b->is(K::string) && !bg.count(b->as_string())) out.insert(b->as_string());
-          }
-          if (st.is(K::dict) || st.is(K::list) || st.is(K::tuple) || st.is(K::object) || st.is(K::shared)) stack.push_back(&st);
-          break;
-        }
-        default: break;
+    each_object([&](const std::string& tn, const value& st) {
+      if (tn == "vitrify.global") {
+        if (!st.is(K::string)) bad("vitrify.global state must be a name");
+        out.insert(st.as_string());
+      } else if (!sp.count(tn)) {
+        out.insert(tn);
+      } else if (tn == "numpy.random.Generator") {
+        const value* b = dget(st, "bit_generator");
+        if (b && b->is(K::string) && !bg.count(b->as_string())) out.insert(b->as_string());
       }
-    }
+    });
     return {out.begin(), out.end()};
   }
 
@@ -117,40 +94,17 @@ class object_tree {
   std::vector<std::pair<std::string, std::string>> uses(const std::vector<std::string>& special) const {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::pair<std::string, std::string>> out;
-    std::vector<const value*> stack{root_};
-    while (!stack.empty()) {
-      const value* x = stack.back();
-      stack.pop_back();
-      switch (x->type()) {
-        case K::list:
-        case K::tuple:
-          for (const auto& e : x->items()) stack.push_back(&e);
-          break;
-        case K::dict:
-          for (std::size_t i = 0; i < x->dict_size(); ++i) {
-            stack.push_back(&x->dict_key(i));
-            stack.push_back(&x->dict_value(i));
-          }
-          break;
-        case K::shared: stack.push_back(&x->inner()); break;
-        case K::object: {
-          const std::string& tn = x->as_string();
-          const value& st = x->inner();
-          if (tn == "vitrify.global") {
-            if (st.is(K::string)) out.emplace(st.as_string(), "global");
-          } else if (!sp.count(tn)) {
-            const value* n = dget(st, "n");
-            const bool is_new = n && n->is(K::boolean) && n->as_bool();
-            const value* a = dget(st, "a");
-            const bool has_args = dget(st, "kw") || (a && !(a->is(K::list) && a->items().empty()));
-            out.emplace(tn, !is_new ? "call" : has_args ? "new_args" : "new");
-          }
-          stack.push_back(&st);
-          break;
-        }
-        default: break;
+    each_object([&](const std::string& tn, const value& st) {
+      if (tn == "vitrify.global") {
+        if (st.is(K::string)) out.emplace(st.as_string(), "global");
+      } else if (!sp.count(tn)) {
+        const value* n = dget(st, "n");
+        const bool is_new = n && n->is(K::boolean) && n->as_bool();
+        const value* a = dget(st, "a");
+        const bool has_args = dget(st, "kw") || (a && !(a->is(K::list) && a->items().empty()));
+        out.emplace(tn, !is_new ? "call" : has_args ? "new_args" : "new");
       }
-    }
+    });
     return {out.begin(), out.end()};
   }
 
@@ -161,6 +115,34 @@ class object_tree {
   const value* dtypes_ = nullptr;
 
  private:
+  // fn(type name, state) for every $object node, in any order, without recursion.
+  template <class F>
+  void each_object(F&& fn) const {
+    std::vector<const value*> stack{root_};
+    while (!stack.empty()) {
+      const value* x = stack.back();
+      stack.pop_back();
+      switch (x->type()) {
+        case K::list:
+        case K::tuple:
+          for (const auto& e : x->items()) stack.push_back(&e);
+          break;
+        case K::dict:
+          for (std::size_t i = 0; i < x->dict_size(); ++i) {
+            stack.push_back(&x->dict_key(i));
+            stack.push_back(&x->dict_value(i));
+          }
+          break;
+        case K::shared: stack.push_back(&x->inner()); break;
+        case K::object:
+          fn(x->as_string(), x->inner());
+          stack.push_back(&x->inner());
+          break;
+        default: break;
+      }
+    }
+  }
+
   value body_;
 };
 
