@@ -148,14 +148,6 @@ def _state(spec, body, key):
     return st["s"][key]
 
 
-def _set_state(spec, body, key, value):
-    st = spec["state"]
-    if "k" in st:
-        st["s"][body["keys"][st["k"]].index(key)] = value
-    else:
-        st["s"][key] = value
-
-
 _CHILD = textwrap.dedent("""
     import resource, sys, warnings
     resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
