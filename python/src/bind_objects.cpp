@@ -1,14 +1,16 @@
 // vitrify._core.ObjectTree: the object decoder of vitrify.load (python/vitrify/model.py), in C++.
 //
-// It is a line-by-line port of model.py's _Decoder for version-2 packed trees, so that loading a
+// It is a port of model.py's _Decoder for packed trees (versions 2 and 3), so that loading a
 // forest does not pay Python's per-node interpretation cost: the packed JSON is parsed and
 // validated by the C++ typed-value parser (vitrify::parse_value), then walked here, creating
 // Python objects directly. Everything that needs Python's judgement stays in Python and is
-// passed in: the trusted names already resolved (the trust check runs on names() BEFORE
-// build() is called), array loading, dtype descriptions, the builders of special types and the
-// object validators. Tree node validation, which dominated forest loads, runs here on the node
-// buffer.
+// passed in through the build context: the trusted names already resolved (the trust check and
+// the call rule run on names() and uses() BEFORE build() is called), array loading, dtype
+// descriptions, the builders of special types, the call rule (vitrify._reconstructors: the only
+// calls made are cls.__new__(cls) and the checked reconstructors) and the checks of built
+// objects, chosen by the type of the built object (vitrify._validators).
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -47,10 +49,6 @@ nb::object b64_bytearray(std::string_view s) {
 
 const value* dget(const value& v, std::string_view k) { return v.is(K::dict) ? v.get(k) : nullptr; }
 
-struct tree_fields {
-  Py_ssize_t left = -1, right = -1, feature = -1;  // byte offsets of int64 fields, or -1
-};
-
 class builder;
 
 class object_tree {
@@ -58,7 +56,9 @@ class object_tree {
   explicit object_tree(nb::bytes body) {
     std::string_view text(body.c_str(), body.size());
     vitrify::value_limits lim;
-    lim.max_depth = 1024;  // JSON nesting (about four levels per Python level)
+    // docs/OBJECTS.md section 8: the tree's typed-value depth is at most 256 with its root at 0;
+    // the root is a member of the body dict, one level deeper.
+    lim.max_depth = 256 + 1;
     auto v = vitrify::parse_value(text, lim);
     if (!v) raise(std::move(v).err());
     body_ = std::move(v).value();
@@ -75,6 +75,49 @@ class object_tree {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::string, std::less<>> bg(bit_generators.begin(), bit_generators.end());
     std::set<std::string> out;
+    each_object([&](const std::string& tn, const value& st) {
+      if (tn == "vitrify.global") {
+        if (!st.is(K::string)) bad("vitrify.global state must be a name");
+        out.insert(st.as_string());
+      } else if (!sp.count(tn)) {
+        out.insert(tn);
+      } else if (tn == "numpy.random.Generator") {
+        const value* b = dget(st, "bit_generator");
+        if (b && b->is(K::string) && !bg.count(b->as_string())) out.insert(b->as_string());
+      }
+    });
+    return {out.begin(), out.end()};
+  }
+
+  // How each type name is used (model.py _collect_uses): "global" (a reference), "new"
+  // (cls.__new__(cls)), "new_args" (__new__ with arguments) or "call" (target(*args)).
+  std::vector<std::pair<std::string, std::string>> uses(const std::vector<std::string>& special) const {
+    std::set<std::string, std::less<>> sp(special.begin(), special.end());
+    std::set<std::pair<std::string, std::string>> out;
+    each_object([&](const std::string& tn, const value& st) {
+      if (tn == "vitrify.global") {
+        if (st.is(K::string)) out.emplace(st.as_string(), "global");
+      } else if (!sp.count(tn)) {
+        const value* n = dget(st, "n");
+        const bool is_new = n && n->is(K::boolean) && n->as_bool();
+        const value* a = dget(st, "a");
+        const bool has_args = dget(st, "kw") || (a && !(a->is(K::list) && a->items().empty()));
+        out.emplace(tn, !is_new ? "call" : has_args ? "new_args" : "new");
+      }
+    });
+    return {out.begin(), out.end()};
+  }
+
+  nb::object build(nb::dict resolved, nb::object ctx);
+
+  const value* root_ = nullptr;
+  const value* keys_ = nullptr;
+  const value* dtypes_ = nullptr;
+
+ private:
+  // fn(type name, state) for every $object node, in any order, without recursion.
+  template <class F>
+  void each_object(F&& fn) const {
     std::vector<const value*> stack{root_};
     while (!stack.empty()) {
       const value* x = stack.back();
@@ -91,33 +134,15 @@ class object_tree {
           }
           break;
         case K::shared: stack.push_back(&x->inner()); break;
-        case K::object: {
-          const std::string& tn = x->as_string();
-          const value& st = x->inner();
-          if (tn == "vitrify.global") {
-            out.insert(st.is(K::string) ? st.as_string() : std::string("vitrify.global"));
-          } else if (!sp.count(tn)) {
-            out.insert(tn);
-          } else if (tn == "numpy.random.Generator") {
-            const value* b = dget(st, "bit_generator");
-            if (b && b->is(K::string) && !bg.count(b->as_string())) out.insert(b->as_string());
-          }
-          if (st.is(K::dict) || st.is(K::list) || st.is(K::tuple) || st.is(K::object) || st.is(K::shared)) stack.push_back(&st);
+        case K::object:
+          fn(x->as_string(), x->inner());
+          stack.push_back(&x->inner());
           break;
-        }
         default: break;
       }
     }
-    return {out.begin(), out.end()};
   }
 
-  nb::object build(nb::dict resolved, nb::object ctx);
-
-  const value* root_ = nullptr;
-  const value* keys_ = nullptr;
-  const value* dtypes_ = nullptr;
-
- private:
   value body_;
 };
 
@@ -130,8 +155,10 @@ class builder {
     dtype_str_fn_ = ctx_.attr("dtype_from_str");
     special_ = ctx_.attr("special");
     object_array_fn_ = ctx_.attr("object_array");
-    validate_object_fn_ = ctx_.attr("validate_object");
-    validated_ = ctx_.attr("validated_types");
+    rules_call_ = ctx_.attr("rules").attr("call");
+    rules_new_ = ctx_.attr("rules").attr("new");
+    object_check_fn_ = ctx_.attr("object_check");
+    state_check_fn_ = ctx_.attr("state_check");
     frombuffer_ = ctx_.attr("frombuffer");
     placeholder_ = ctx_.attr("placeholder");
     pool_ = nb::getattr(ctx_, "pool", nb::none());
@@ -258,31 +285,44 @@ class builder {
     return dtype_fn_(dec(t), false);
   }
 
+  // docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of the
+  // non-zero ones within 2^63 - 1 (so product() below cannot overflow).
   nb::object shape(const value* s) {
     if (!s || !s->is(K::list)) bad("array shape must be a list");
+    if (s->items().size() > 64) raise(vitrify::errc::limit_exceeded, "array rank " + std::to_string(s->items().size()) + " exceeds 64");
     nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(s->items().size())));
     Py_ssize_t i = 0;
+    std::uint64_t nonzero = 1;
     for (const auto& x : s->items()) {
       if (!x.is(K::integer) || x.as_int() < 0) bad("invalid array shape");
+      if (const auto d = static_cast<std::uint64_t>(x.as_int()); d != 0) {
+        if (nonzero > static_cast<std::uint64_t>(INT64_MAX) / d) bad("array shape too large");
+        nonzero *= d;
+      }
       PyTuple_SET_ITEM(t.ptr(), i++, check(PyLong_FromLongLong(x.as_int())).release().ptr());
     }
     return t;
   }
 
+  // Element count of a shape already checked by shape().
   static std::uint64_t product(const value* s) {
     std::uint64_t n = 1;
-    for (const auto& x : s->items()) {
-      auto d = static_cast<std::uint64_t>(x.as_int());
-      if (d != 0 && n > UINT64_MAX / d) bad("array shape too large");
-      n *= d;
-    }
+    for (const auto& x : s->items()) n *= static_cast<std::uint64_t>(x.as_int());
     return n;
+  }
+
+  // count x itemsize of a shape already checked by shape(), within 2^63 - 1.
+  static std::uint64_t nbytes(const value* s, std::uint64_t itemsize) {
+    const std::uint64_t n = product(s);
+    if (itemsize != 0 && n > static_cast<std::uint64_t>(INT64_MAX) / itemsize) bad("array size (count x itemsize) too large");
+    return n * itemsize;
   }
 
   nb::object ndarray(const value& st) {
     if (!st.is(K::dict)) bad("invalid numpy.ndarray state");
     const value* order = st.get("o");
-    const bool fortran = order && order->is(K::string) && order->as_string() == "F";
+    if (order && !(order->is(K::string) && order->as_string() == "F")) bad("invalid array order (only \"F\" may be written)");
+    const bool fortran = order != nullptr;
     const value* t = st.get("t");
     if (const value* b = st.get("b"); b && b->is(K::string)) {
       if (!t) bad("inline array without dtype");
@@ -292,7 +332,7 @@ class builder {
       const value* s = st.get("s");
       nb::object shp = shape(s);
       nb::object raw = b64_bytearray(b->as_string());
-      const std::uint64_t n = product(s) * di.itemsize;
+      const std::uint64_t n = nbytes(s, di.itemsize);
       const auto len = static_cast<std::uint64_t>(PyByteArray_GET_SIZE(raw.ptr()));
       if (len != n) bad("inline array size does not match dtype and shape");
       if (di.is_bool) {
@@ -306,34 +346,45 @@ class builder {
     if (const value* p = st.get("p")) return pooled(*p, t, st.get("s"), fortran);
     if (const value* d = st.get("d")) {
       if (!d->is(K::array_ref)) bad("expected an array reference");
-      nb::object a = array(d->as_string());
-      if (t) a = a.attr("astype")(dtype(*t));
+      nb::object a = array_fn_(d->as_string(), "numeric");
+      if (t) {
+        // Only a reinterpretation of the stored item (bfloat16, byte order): astype to a wider
+        // dtype would allocate what the file asks; no object or structured dtype.
+        nb::object dt = dtype(*t);
+        if (nb::cast<bool>(dt.attr("hasobject")) || !dt.attr("fields").is_none() ||
+            nb::cast<std::uint64_t>(dt.attr("itemsize")) != nb::cast<std::uint64_t>(a.attr("dtype").attr("itemsize")))
+          bad("array dtype does not match its data (same item size, no object or structured dtype)");
+        a = a.attr("astype")(dt);
+      }
       return fortran ? a.attr("T") : a;
     }
     if (const value* u = st.get("u")) {
       if (!u->is(K::array_ref)) bad("expected an array reference");
-      return array(u->as_string());
+      return array_fn_(u->as_string(), "string");
     }
     if (const value* items = st.get("i")) {
       const value* s = st.get("s");
       nb::object shp = shape(s);
       if (!items->is(K::list)) bad("object array items must be a list");
+      if (static_cast<std::uint64_t>(items->items().size()) != product(s)) bad("object array item count does not match its shape");
       nb::list out;
       fill_list(out, *items);
-      if (static_cast<std::uint64_t>(items->items().size()) != product(s)) bad("object array item count does not match its shape");
       return object_array_fn_(out, shp);
     }
     const value* r = st.get("r");
+    const bool bytes_form = !r;
     if (!r) r = st.get("y");
     if (r) {
       if (!t) bad("raw array without dtype");
       nb::object dt = dtype(*t);
-      if (nb::cast<bool>(dt.attr("hasobject"))) bad("object dtypes cannot come from raw bytes");
+      // r: numeric, datetime or plain structured; y: fixed-width bytes (docs/OBJECTS.md 6.3).
+      const bool ok = bytes_form ? describe(dt).kind == "S" : describe(dt).ok;
+      if (!ok) bad("raw arrays cannot have dtype " + describe(dt).str);
       if (!r->is(K::array_ref)) bad("expected an array reference");
       nb::object raw = array(r->as_string());
       const value* s = st.get("s");
       nb::object shp = shape(s);
-      const std::uint64_t n = product(s) * nb::cast<std::uint64_t>(dt.attr("itemsize"));
+      const std::uint64_t n = nbytes(s, nb::cast<std::uint64_t>(dt.attr("itemsize")));
       if (nb::cast<std::string>(raw.attr("dtype").attr("str")) != "|u1" || nb::cast<int>(raw.attr("ndim")) != 1 ||
           nb::cast<std::uint64_t>(raw.attr("size")) != n)
         bad("raw array size does not match dtype and shape");
@@ -346,6 +397,7 @@ class builder {
   struct dtype_info {
     bool ok = false;              // numeric, datetime or plain structured: may come from bytes
     bool is_bool = false;
+    std::string kind;
     std::uint64_t itemsize = 0;
     std::string str;              // for messages
   };
@@ -362,9 +414,7 @@ class builder {
     if (!di.ok) bad("pooled arrays cannot have dtype " + di.str);
     nb::object shp = shape(s);
     const std::uint64_t itemsize = di.itemsize;
-    const std::uint64_t want = product(s);
-    if (n < 0 || off < 0 || (itemsize != 0 && want > UINT64_MAX / itemsize) ||
-        static_cast<std::uint64_t>(n) != want * itemsize)
+    if (n < 0 || off < 0 || static_cast<std::uint64_t>(n) != nbytes(s, itemsize))
       bad("pooled array size does not match dtype and shape");
     const auto size = static_cast<std::uint64_t>(pool_view_.len);
     if (static_cast<std::uint64_t>(off) > size || static_cast<std::uint64_t>(n) > size - static_cast<std::uint64_t>(off))
@@ -391,6 +441,7 @@ class builder {
     const bool plain = dt.attr("fields").is_none();
     di.ok = !hasobject && !(plain && std::string("biufcmM").find(kind) == std::string::npos);
     di.is_bool = kind == "b";
+    di.kind = kind;
     di.itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
     di.str = nb::cast<std::string>(nb::str(dt));
     return dtype_info_cache_.insert_or_assign(dt.ptr(), std::make_pair(dt, di)).first->second.second;
@@ -416,8 +467,11 @@ class builder {
     const value& raw = t_.keys_->items()[static_cast<std::size_t>(k->as_int())];
     if (!raw.is(K::list)) bad("invalid keyset");
     std::vector<nb::object> names;
+    std::set<std::string_view> seen;
     for (const auto& s : raw.items()) {
       if (!s.is(K::string)) bad("invalid keyset");
+      if (!seen.insert(s.as_string()).second)
+        raise(vitrify::errc::duplicate_name, "keyset " + std::to_string(k->as_int()) + " names the key '" + s.as_string() + "' twice");
       nb::object o = str(s.as_string());
       PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&o));  // attribute names: interned like Python's
       names.push_back(o);
@@ -450,6 +504,11 @@ class builder {
       reg(o);
       return o;
     }
+    if (ti.kind == type_info::dtype_) {  // a string, a description or a dtypes table index
+      nb::object o = dtype(st);
+      reg(o);
+      return o;
+    }
     if (ti.kind == type_info::global) {
       if (!st.is(K::string)) bad("vitrify.global state must be a name");
       nb::object o = resolved_[nb::str(st.as_string().c_str())];
@@ -475,21 +534,18 @@ class builder {
     }
     nb::object obj;
     const value* n = st.get("n");
+    const value* kw = st.get("kw");
+    nb::str key(tname.c_str(), tname.size());
     if (n && n->is(K::boolean) && n->as_bool()) {
       if (!PyType_Check(target.ptr())) bad(tname + " is not a class");
-      nb::object newargs = check(PyTuple_New(PyTuple_GET_SIZE(args.ptr()) + 1));
-      PyTuple_SET_ITEM(newargs.ptr(), 0, nb::borrow(target).release().ptr());
-      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args.ptr()); ++i)
-        PyTuple_SET_ITEM(newargs.ptr(), i + 1, nb::borrow(PyTuple_GET_ITEM(args.ptr(), i)).release().ptr());
-      nb::object kwargs;
-      if (const value* kw = st.get("kw")) {
-        kwargs = dec(*kw);
-        if (!PyDict_CheckExact(kwargs.ptr())) bad("kwargs must be a dict");
+      if (PyTuple_GET_SIZE(args.ptr()) == 0 && !kw) {
+        obj = check(PyObject_CallMethodOneArg(target.ptr(), s_new_.ptr(), target.ptr()));
+      } else {
+        // __new__ with arguments: only for the caller's own classes (the rule decides).
+        obj = rules_new_(key, target, args, kw ? dec(*kw) : nb::none());
       }
-      nb::object new_fn = target.attr("__new__");
-      obj = check(PyObject_Call(new_fn.ptr(), newargs.ptr(), kwargs.is_valid() ? kwargs.ptr() : nullptr));
     } else {
-      obj = check(PyObject_Call(target.ptr(), args.ptr(), nullptr));
+      obj = rules_call_(key, target, args);  // a checked reconstructor, or refused
     }
     reg(obj);
     if (const value* s = st.get("s")) {
@@ -506,7 +562,8 @@ class builder {
       } else {
         state = dec(*s);
       }
-      if (ti.kind == type_info::tree) validate_tree_state(state, args);
+      const checks& c = checks_for(obj);
+      if (c.state) nb::handle(c.state)(obj, state);
       if (!default_setstate(obj)) {
         check(PyObject_CallMethodOneArg(obj.ptr(), s_setstate_.ptr(), state.ptr()));
       } else {
@@ -537,27 +594,21 @@ class builder {
       if (!di->is(K::list)) bad("dictitems must be a list");
       for (const auto& kv : di->items()) {
         if (!kv.is(K::list) || kv.items().size() != 2) bad("dictitems entries must be pairs");
-        nb::object key = dec(kv.items()[0]);
+        nb::object key2 = dec(kv.items()[0]);
         nb::object val = dec(kv.items()[1]);
-        if (PyObject_SetItem(obj.ptr(), key.ptr(), val.ptr()) != 0) throw nb::python_error();
+        if (PyObject_SetItem(obj.ptr(), key2.ptr(), val.ptr()) != 0) throw nb::python_error();
       }
     }
-    if (ti.kind == type_info::predictor) {
-      if (!validate_predictor(obj, -1)) validate_object_fn_(tname, obj);
-    } else if (ti.kind == type_info::hgb) {
-      if (!validate_hgb(obj)) validate_object_fn_(tname, obj);
-    } else if (ti.validated) {
-      validate_object_fn_(tname, obj);
-    }
+    const checks& c = checks_for(obj);
+    if (c.object) nb::handle(c.object)(obj);
     return obj;
   }
 
   // What object() needs to know about a type name, looked up once per name and build.
   struct type_info {
-    enum kind_t { generic, ndarray, scalar, global, tree, predictor, hgb } kind = generic;
+    enum kind_t { generic, ndarray, scalar, dtype_, global } kind = generic;
     PyObject* special = nullptr;  // builder of a special type (borrowed from ctx.special)
     PyObject* target = nullptr;   // the resolved class or function (borrowed from resolved)
-    bool validated = false;       // a Python validator runs on the built object
   };
 
   const type_info& info(const std::string& tname) {
@@ -566,245 +617,167 @@ class builder {
     type_info ti;
     if (tname == "numpy.ndarray") ti.kind = type_info::ndarray;
     else if (tname == "numpy.generic") ti.kind = type_info::scalar;
+    else if (tname == "numpy.dtype") ti.kind = type_info::dtype_;
     else if (tname == "vitrify.global") ti.kind = type_info::global;
     else {
-      if (tname == "sklearn.tree._tree.Tree") ti.kind = type_info::tree;
-      else if (tname == kPredictor) ti.kind = type_info::predictor;
-      else if (tname == "sklearn.ensemble.HistGradientBoostingClassifier" ||
-               tname == "sklearn.ensemble.HistGradientBoostingRegressor")
-        ti.kind = type_info::hgb;
       nb::str key(tname.c_str(), tname.size());
       ti.special = PyDict_GetItemWithError(special_.ptr(), key.ptr());
       if (!ti.special && PyErr_Occurred()) throw nb::python_error();
       ti.target = PyDict_GetItemWithError(resolved_.ptr(), key.ptr());
       if (!ti.target && PyErr_Occurred()) throw nb::python_error();
-      const int v = PySet_Contains(validated_.ptr(), key.ptr());
-      if (v < 0) throw nb::python_error();
-      ti.validated = v == 1 || tname.rfind("scipy.sparse.", 0) == 0;
     }
     return type_cache_.emplace(tname, ti).first->second;
   }
 
-  static constexpr const char* kPredictor = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor";
-
-  // A field of a structured dtype readable as an integer: byte offset and element code.
-  struct int_field {
-    Py_ssize_t off = -1;
-    char code = 0;  // 'b' (u1/b1), 'I' (u4), 'i' (i4), 'q' (i8), 'Q' (u8)
+  // The checks of built objects of one type (vitrify._validators), chosen by the type of the
+  // built object, never by the name in the file. Null: nothing compiled trusts its state.
+  struct checks {
+    nb::object state_holder, object_holder;
+    PyObject* state = nullptr;
+    PyObject* object = nullptr;
   };
 
-  static std::int64_t read_int(const unsigned char* p, const int_field& f) {
-    switch (f.code) {
-      case 'b': return p[f.off];
-      case 'I': { std::uint32_t v; std::memcpy(&v, p + f.off, 4); return v; }
-      case 'i': { std::int32_t v; std::memcpy(&v, p + f.off, 4); return v; }
-      case 'q': { std::int64_t v; std::memcpy(&v, p + f.off, 8); return v; }
-      case 'Q': { std::uint64_t v; std::memcpy(&v, p + f.off, 8); return v > INT64_MAX ? -1 : static_cast<std::int64_t>(v); }
-    }
-    return -1;
-  }
-
-  // Offsets of the named integer fields of a structured dtype (cached per dtype object);
-  // false when one is missing or not a plain little-endian integer.
-  bool int_fields(const nb::object& dt, const std::vector<const char*>& names, std::vector<int_field>& out) {
-    auto it = int_field_cache_.find(dt.ptr());
-    if (it != int_field_cache_.end() && it->second.first.is(dt)) {
-      out = it->second.second;
-      return !out.empty();
-    }
-    out.clear();
-    nb::object fields = dt.attr("fields");
-    bool ok = !fields.is_none();
-    for (const char* name : names) {
-      if (!ok) break;
-      PyObject* spec = PyMapping_GetItemString(fields.ptr(), name);
-      if (!spec) {
-        PyErr_Clear();
-        ok = false;
-        break;
-      }
-      nb::object sp = nb::steal(spec);
-      const std::string str = nb::cast<std::string>(nb::object(sp[0]).attr("str"));
-      int_field f;
-      f.off = nb::cast<Py_ssize_t>(sp[1]);
-      if (str == "|u1" || str == "|b1") f.code = 'b';
-      else if (str == "<u4") f.code = 'I';
-      else if (str == "<i4") f.code = 'i';
-      else if (str == "<i8") f.code = 'q';
-      else if (str == "<u8") f.code = 'Q';
-      else ok = false;
-      out.push_back(f);
-    }
-    if (!ok) out.clear();
-    int_field_cache_[dt.ptr()] = {dt, out};
-    return ok;
-  }
-
-  // model.py _validate_tree_predictor (and, with n_features >= 0, _validate_hgb's feature
-  // check) on the node buffer. False: layout not recognised, let Python check.
-  bool validate_predictor(const nb::object& obj, std::int64_t n_features) {
-    nb::object nodes = nb::getattr(obj, "nodes", nb::none());
-    if (nodes.is_none() || !nb::hasattr(nodes, "dtype") || nodes.attr("dtype").attr("names").is_none())
-      invalid("TreePredictor without nodes");
-    nb::object dt = nodes.attr("dtype");
-    std::vector<int_field> f;
-    if (!int_fields(dt, {"is_leaf", "left", "right", "feature_idx", "is_categorical", "bitset_idx"}, f)) return false;
-    if (nb::cast<int>(nodes.attr("ndim")) != 1) return false;
-    Py_buffer view;
-    if (PyObject_GetBuffer(nodes.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-      PyErr_Clear();
-      return false;
-    }
-    struct releaser {
-      Py_buffer* v;
-      ~releaser() { PyBuffer_Release(v); }
-    } rel{&view};
-    const Py_ssize_t isz = nb::cast<Py_ssize_t>(dt.attr("itemsize"));
-    const Py_ssize_t n = nb::cast<Py_ssize_t>(nodes.attr("shape")[0]);
-    if (view.len != n * isz) return false;
-    std::int64_t n_raw = -1, n_binned = -1;
-    const auto* base = static_cast<const unsigned char*>(view.buf);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      const unsigned char* p = base + i * isz;
-      if (read_int(p, f[0]) != 0) continue;  // leaf
-      const std::int64_t l = read_int(p, f[1]), r = read_int(p, f[2]);
-      if (l < 0 || r < 0 || l >= n || r >= n) invalid("TreePredictor child index out of range");
-      if (n_features >= 0) {
-        const std::int64_t fi = read_int(p, f[3]);
-        if (fi < 0 || fi >= n_features) invalid("HistGradientBoosting: split feature index out of range");
-      }
-      if (read_int(p, f[4]) != 0) {
-        if (n_raw < 0) {
-          n_raw = nb::cast<std::int64_t>(obj.attr("raw_left_cat_bitsets").attr("shape")[0]);
-          n_binned = nb::cast<std::int64_t>(obj.attr("binned_left_cat_bitsets").attr("shape")[0]);
-        }
-        const std::int64_t bi = read_int(p, f[5]);
-        if (bi < 0 || bi >= n_raw || bi >= n_binned) invalid("TreePredictor bitset index out of range");
-      }
-    }
-    return true;
-  }
-
-  bool validate_hgb(const nb::object& obj) {
-    nb::object nf = nb::getattr(obj, "n_features_in_", nb::none());
-    nb::object preds = nb::getattr(obj, "_predictors", nb::none());
-    if (nf.is_none() || preds.is_none()) return false;
-    const std::int64_t n_features = nb::cast<std::int64_t>(nb::int_(nf));
-    for (nb::handle it : preds)
-      for (nb::handle pred : it)
-        if (!validate_predictor(nb::borrow(pred), n_features)) return false;
-    return true;
-  }
-
-  // Raises vitrify.InvalidStateError (through Python, so the class is the decoder's own).
-  [[noreturn]] void invalid(const std::string& msg) {
-    ctx_.attr("invalid_state")(msg);
-    bad(msg);
-  }
-
-  // model.py _validate_tree_state, on the node buffer (no numpy temporaries).
-  void validate_tree_state(const nb::object& state, const nb::object& args) {
-    if (!PyDict_Check(state.ptr())) invalid("Tree state must be a dict");
-    PyObject* nodes = PyDict_GetItemString(state.ptr(), "nodes");
-    PyObject* values = PyDict_GetItemString(state.ptr(), "values");
-    PyObject* node_count = PyDict_GetItemString(state.ptr(), "node_count");
-    if (!nodes || !values || !node_count) invalid("Tree state lacks its node and value arrays");
-    nb::handle hn(nodes), hv(values);
-    if (!nb::hasattr(hn, "dtype") || !nb::hasattr(hv, "ndim") || nb::getattr(hn, "dtype").attr("names").is_none())
-      invalid("Tree state lacks its node and value arrays");
-    nb::object dt = hn.attr("dtype");
-    tree_fields tf;
-    auto cached = field_cache_.find(dt.ptr());
-    if (cached != field_cache_.end() && cached->second.first.is(dt)) {
-      tf = cached->second.second;
-    } else {
-      nb::object fields = dt.attr("fields");
-      for (const char* f : {"left_child", "right_child", "feature"}) {
-        PyObject* spec = PyMapping_GetItemString(fields.ptr(), f);  // fields is a mappingproxy
-        if (!spec) {
-          PyErr_Clear();
-          invalid(std::string("Tree nodes lack the field '") + f + "'");
-        }
-        nb::object sp = nb::steal(spec);
-        nb::object fdt = sp[0];
-        // Only plain int64 fields are read directly; other layouts fall back to Python.
-        Py_ssize_t off = nb::cast<Py_ssize_t>(sp[1]);
-        if (nb::cast<std::string>(fdt.attr("str")) != "<i8") off = -1;
-        if (std::string(f) == "left_child") tf.left = off;
-        else if (std::string(f) == "right_child") tf.right = off;
-        else tf.feature = off;
-      }
-      field_cache_[dt.ptr()] = {dt, tf};
-    }
-    if (tf.left < 0 || tf.right < 0 || tf.feature < 0) {
-      ctx_.attr("validate_tree_state")(state, args);  // unusual layout: the Python checks
-      return;
-    }
-    if (nb::cast<int>(hn.attr("ndim")) != 1) invalid("Tree node_count does not match its node array");
-    const Py_ssize_t n = nb::cast<Py_ssize_t>(hn.attr("shape")[0]);
-    if (!PyLong_Check(node_count) && !nb::hasattr(nb::handle(node_count), "__index__"))
-      invalid("Tree node_count does not match its node array");
-    if (nb::cast<Py_ssize_t>(nb::int_(nb::handle(node_count))) != n) invalid("Tree node_count does not match its node array");
-    if (nb::cast<int>(hv.attr("ndim")) != 3 || nb::cast<Py_ssize_t>(hv.attr("shape")[0]) != n)
-      invalid("Tree values do not have one row per node");
-    if (n == 0) return;
-    Py_buffer view;
-    if (PyObject_GetBuffer(nodes, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-      PyErr_Clear();
-      ctx_.attr("validate_tree_state")(state, args);
-      return;
-    }
-    struct releaser {
-      Py_buffer* v;
-      ~releaser() { PyBuffer_Release(v); }
-    } rel{&view};
-    const Py_ssize_t isz = nb::cast<Py_ssize_t>(dt.attr("itemsize"));
-    if (view.len != n * isz) invalid("Tree node array has an unexpected size");
-    std::int64_t n_features = -1;
-    const bool have_args = args.is_valid() && PyTuple_Check(args.ptr()) && PyTuple_GET_SIZE(args.ptr()) > 0;
-    if (have_args) {
-      PyObject* nf = PyTuple_GET_ITEM(args.ptr(), 0);
-      if (PyBool_Check(nf) || (!PyLong_Check(nf) && !nb::hasattr(nb::handle(nf), "__index__")))
-        invalid("Tree is built without its feature count");
-      n_features = nb::cast<std::int64_t>(nb::int_(nb::handle(nf)));
-    }
-    const auto* base = static_cast<const unsigned char*>(view.buf);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      std::int64_t l, r, f;
-      std::memcpy(&l, base + i * isz + tf.left, 8);
-      std::memcpy(&r, base + i * isz + tf.right, 8);
-      std::memcpy(&f, base + i * isz + tf.feature, 8);
-      const bool leaf = l == -1;
-      if (leaf != (r == -1)) invalid("Tree node has exactly one child");
-      if (leaf) continue;
-      if (l <= i || r <= i || l >= n || r >= n) invalid("Tree child index out of range (children must follow their parent)");
-      if (f < 0) invalid("Tree split feature index is negative");
-      if (have_args && f >= n_features) invalid("Tree split feature index is not below n_features");
-    }
+  const checks& checks_for(const nb::object& obj) {
+    PyTypeObject* tp = Py_TYPE(obj.ptr());
+    auto it = checks_cache_.find(tp);
+    if (it != checks_cache_.end()) return it->second;
+    nb::handle th(reinterpret_cast<PyObject*>(tp));
+    checks c;
+    c.state_holder = state_check_fn_(th);
+    c.object_holder = object_check_fn_(th);
+    if (!c.state_holder.is_none()) c.state = c.state_holder.ptr();
+    if (!c.object_holder.is_none()) c.object = c.object_holder.ptr();
+    types_held_.push_back(nb::borrow(th));  // the cache is keyed by the type's address
+    return checks_cache_.emplace(tp, std::move(c)).first->second;
   }
 
   const object_tree& t_;
   nb::dict resolved_;
-  nb::object ctx_, array_fn_, dtype_fn_, dtype_str_fn_, special_, object_array_fn_, validate_object_fn_, validated_,
-      frombuffer_, placeholder_, object_setstate_, pool_;
+  nb::object ctx_, array_fn_, dtype_fn_, dtype_str_fn_, special_, object_array_fn_, rules_call_, rules_new_,
+      object_check_fn_, state_check_fn_, frombuffer_, placeholder_, object_setstate_, pool_;
   Py_buffer pool_view_{};
   bool pool_held_ = false;
   std::unordered_map<std::string, type_info> type_cache_;
   std::unordered_map<PyObject*, std::pair<nb::object, dtype_info>> dtype_info_cache_;
   nb::object s_setstate_ = nb::steal(PyUnicode_InternFromString("__setstate__"));
+  nb::object s_new_ = nb::steal(PyUnicode_InternFromString("__new__"));
   nb::object s_reshape_ = nb::steal(PyUnicode_InternFromString("reshape"));
   std::unordered_map<std::int64_t, nb::object> shared_;
   std::unordered_map<std::string, nb::object> dtype_str_cache_;
   std::unordered_map<std::int64_t, nb::object> dtype_idx_cache_;
   std::unordered_map<std::int64_t, std::vector<nb::object>> keysets_;
   std::unordered_map<PyTypeObject*, bool> setstate_cache_;
-  std::unordered_map<PyObject*, std::pair<nb::object, tree_fields>> field_cache_;
-  std::unordered_map<PyObject*, std::pair<nb::object, std::vector<int_field>>> int_field_cache_;
+  std::unordered_map<PyTypeObject*, checks> checks_cache_;
+  std::vector<nb::object> types_held_;
 };
 
 nb::object object_tree::build(nb::dict resolved, nb::object ctx) {
   builder b(*this, std::move(resolved), std::move(ctx));
   return b.dec(*root_);
+}
+
+// The node checks of vitrify._validators.tree on the memory a built sklearn Tree owns (its
+// NODE_DTYPE array, whose layout the caller has compared with scikit-learn's): leaves have both
+// children -1, every other node two children after itself and inside the array, each node but
+// the root exactly one parent (so the nodes form one tree), split features in [0, n_features).
+// Returns the depth of the deepest leaf, which decision_path trusts as max_depth.
+std::int64_t check_tree_nodes(nb::handle nodes, Py_ssize_t off_left, Py_ssize_t off_right, Py_ssize_t off_feature,
+                              std::int64_t n_features) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(nodes.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    bad("Tree: the node array is not contiguous");
+  }
+  struct releaser {
+    Py_buffer* v;
+    ~releaser() { PyBuffer_Release(v); }
+  } rel{&view};
+  const Py_ssize_t n = nb::cast<Py_ssize_t>(nodes.attr("shape")[0]);
+  const Py_ssize_t isz = nb::cast<Py_ssize_t>(nodes.attr("dtype").attr("itemsize"));
+  constexpr Py_ssize_t w = sizeof(Py_ssize_t);  // NODE_DTYPE's intp fields
+  if (n < 1 || isz < 3 * w || view.len != n * isz || off_left < 0 || off_right < 0 || off_feature < 0 ||
+      off_left > isz - w || off_right > isz - w || off_feature > isz - w)
+    raise(vitrify::errc::bad_value, "Tree: unexpected node array layout");
+  const auto* base = static_cast<const unsigned char*>(view.buf);
+  std::vector<std::int64_t> depth(static_cast<std::size_t>(n), -1);
+  depth[0] = 0;
+  std::int64_t max_depth = 0;
+  auto fail = [](const char* why) { raise(vitrify::errc::bad_value, std::string("Tree: ") + why); };
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    Py_ssize_t l, r, f;
+    std::memcpy(&l, base + i * isz + off_left, w);
+    std::memcpy(&r, base + i * isz + off_right, w);
+    std::memcpy(&f, base + i * isz + off_feature, w);
+    // Parents come first, so a node without a parent so far has none at all.
+    if (depth[static_cast<std::size_t>(i)] < 0) fail("a node is not reachable from the root");
+    if (l == -1 && r == -1) continue;
+    if (l == -1 || r == -1) fail("a node has exactly one child");
+    if (l <= i || r <= i || l >= n || r >= n) fail("child index out of range (children must follow their parent)");
+    if (f < 0 || f >= n_features) fail("split feature index is not in [0, n_features)");
+    const std::int64_t d = depth[static_cast<std::size_t>(i)] + 1;
+    for (Py_ssize_t c : {l, r}) {
+      if (depth[static_cast<std::size_t>(c)] >= 0 || l == r) fail("a node has two parents");
+      depth[static_cast<std::size_t>(c)] = d;
+    }
+    if (d > max_depth) max_depth = d;
+  }
+  return max_depth;
+}
+
+// The node checks of vitrify._validators.tree_predictor / hist_gradient_boosting on a
+// TreePredictor's node array (PREDICTOR_RECORD_DTYPE, whose layout the caller has compared with
+// scikit-learn's; offs = byte offsets of left (u4), right (u4), is_leaf (u1), is_categorical
+// (u1), bitset_idx (u4), feature_idx (i8)): internal nodes have both children after themselves
+// and inside the array (no loops in _predict_one_from_raw_data), categorical splits a bitset
+// index below n_bitsets; with n_features >= 0, split features below it and, with a categorical
+// mask (uint8 per feature), categorical splits only on categorical features.
+void check_predictor_nodes(nb::handle nodes, const std::vector<Py_ssize_t>& offs, std::int64_t n_bitsets,
+                           std::int64_t n_features, nb::handle categorical) {
+  auto fail = [](const char* why) { raise(vitrify::errc::bad_value, std::string("TreePredictor: ") + why); };
+  Py_buffer view, mask{};
+  if (PyObject_GetBuffer(nodes.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    fail("the node array is not contiguous");
+  }
+  struct releaser {
+    Py_buffer* v;
+    ~releaser() {
+      if (v->obj) PyBuffer_Release(v);
+    }
+  } rel{&view}, rel_mask{&mask};
+  if (!categorical.is_none() && PyObject_GetBuffer(categorical.ptr(), &mask, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    fail("the categorical mask is not contiguous");
+  }
+  const Py_ssize_t n = nb::cast<Py_ssize_t>(nodes.attr("shape")[0]);
+  const Py_ssize_t isz = nb::cast<Py_ssize_t>(nodes.attr("dtype").attr("itemsize"));
+  const std::size_t widths[6] = {4, 4, 1, 1, 4, 8};
+  if (offs.size() != 6 || n < 1 || view.len != n * isz) fail("unexpected node array layout");
+  for (std::size_t k = 0; k < 6; ++k)
+    if (offs[k] < 0 || offs[k] > isz - static_cast<Py_ssize_t>(widths[k])) fail("unexpected node array layout");
+  const auto* base = static_cast<const unsigned char*>(view.buf);
+  const auto* cat_mask = static_cast<const unsigned char*>(mask.buf);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const unsigned char* p = base + i * isz;
+    const unsigned char leaf = p[offs[2]];
+    if (leaf > 1) fail("is_leaf must be 0 or 1");
+    if (leaf) continue;
+    std::uint32_t l, r, bi;
+    std::int64_t f;
+    std::memcpy(&l, p + offs[0], 4);
+    std::memcpy(&r, p + offs[1], 4);
+    std::memcpy(&bi, p + offs[4], 4);
+    std::memcpy(&f, p + offs[5], 8);
+    if (l <= i || r <= i || l >= n || r >= n) fail("child index out of range (children must follow their parent)");
+    const bool is_cat = p[offs[3]] != 0;
+    if (is_cat && bi >= n_bitsets) fail("bitset index out of range");
+    if (n_features >= 0) {
+      if (f < 0 || f >= n_features) fail("split feature index out of range");
+      // known_cat_bitsets has a row per categorical feature only
+      if (is_cat && (!cat_mask || static_cast<std::int64_t>(mask.len) != n_features || !cat_mask[f]))
+        fail("categorical split on a feature that is not categorical");
+    }
+  }
 }
 
 }  // namespace
@@ -813,7 +786,12 @@ void bind_objects(nb::module_& m) {
   nb::class_<object_tree>(m, "ObjectTree", "A parsed packed object tree, version 2 or 3 (see vitrify.model).")
       .def(nb::init<nb::bytes>(), "body"_a)
       .def("names", &object_tree::names, "special"_a, "bit_generators"_a)
+      .def("uses", &object_tree::uses, "special"_a)
       .def("build", &object_tree::build, "resolved"_a, "ctx"_a);
+  m.def("check_tree_nodes", &check_tree_nodes, "nodes"_a, "off_left"_a, "off_right"_a, "off_feature"_a, "n_features"_a,
+        "Check a built sklearn Tree's node array (vitrify._validators); returns its depth.");
+  m.def("check_predictor_nodes", &check_predictor_nodes, "nodes"_a, "offsets"_a, "n_bitsets"_a, "n_features"_a,
+        "categorical"_a.none(), "Check a HistGradientBoosting TreePredictor's node array (vitrify._validators).");
 }
 
 }  // namespace vitrify_py

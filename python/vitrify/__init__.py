@@ -79,6 +79,7 @@ __all__ = [
 from .model import (  # noqa: E402
     EnvironmentMismatchWarning,
     InvalidStateError,
+    ResourceLimitError,
     UntrustedTypeError,
     default_trusted_types,
     dump,
@@ -89,7 +90,7 @@ from .model import (  # noqa: E402
 )
 
 __all__ += ["dump", "dumps", "load", "loads", "get_untrusted_types", "default_trusted_types",
-            "UntrustedTypeError", "InvalidStateError", "EnvironmentMismatchWarning"]
+            "UntrustedTypeError", "InvalidStateError", "ResourceLimitError", "EnvironmentMismatchWarning"]
 
 # Signatures (issue 5): Ed25519 signature blocks; load(..., require_signature=PUBKEY).
 from . import signing  # noqa: E402

@@ -2,8 +2,10 @@
 
 ``dump`` turns an object graph into the inert typed-value tree of the vitrify format (stored in
 the header's ``content`` section) plus out-of-line arrays; ``load`` rebuilds it. Loading never
-imports a module or calls anything whose name is not on the trusted list, and the file cannot
-widen that list. Array data never goes through pickle.
+imports a module whose name is not on the trusted list, and the file cannot widen that list; it
+calls nothing but ``__new__``/``__setstate__`` of trusted classes and the checked reconstructors
+of vitrify._reconstructors, then checks the built objects (vitrify._validators). Array data never
+goes through pickle.
 
 How objects are encoded (see docs/PYTHON.md):
 
@@ -39,27 +41,16 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import _core
+from . import _reconstructors as _rules
+from . import _validators
 from . import arrays as _arrays
-from .errors import ArgumentError, FormatError, VitrifyError
+from ._reconstructors import InvalidStateError, ResourceLimitError, UntrustedTypeError
+from .errors import ArgumentError, FormatError, LimitError, VersionError, VitrifyError
 
 CONTENT_KIND = "vitrify.python-object"
 CONTENT_VERSION = 3
 _READ_VERSIONS = (1, 2, 3)
 OBJECT_VERSION = 1
-
-
-class UntrustedTypeError(VitrifyError):
-    """The file names types or functions that are not trusted; nothing was built."""
-
-    def __init__(self, names: list[str], message: str | None = None):
-        self.names = list(names)
-        super().__init__(message or (
-            "refusing to load: the file names untrusted types: " + ", ".join(self.names)
-            + ". Review them (vitrify.get_untrusted_types) and pass trusted=[...] to admit them."))
-
-
-class InvalidStateError(FormatError):
-    """The data of a trusted type breaks an invariant (e.g. a tree child index out of range)."""
 
 
 class EnvironmentMismatchWarning(UserWarning):
@@ -259,6 +250,18 @@ def _import_name(name: str) -> Any:
 _POOL_ALIGN = 16
 
 
+_invalid = _rules.bad_value
+
+
+# docs/OBJECTS.md section 8: typed-value depth of the object tree, counted as FORMAT.md 13.1.
+_MAX_DEPTH = 256
+_MAX_RANK = 64
+_MAX_ITEMSIZE = 2**31 - 1
+_MAX_BYTES = 2**63 - 1
+
+
+
+
 @functools.lru_cache(maxsize=1024)
 def _structured_descr_ok(dt: np.dtype) -> bool:
     """Only plain numeric fields: raw bytes of such a dtype can never become pointers."""
@@ -280,14 +283,45 @@ def _dtype_state(dt: np.dtype) -> Any:
     return json.loads(_core.numpy_dtype_state(dt))
 
 
-_DTYPE_STR_RE = re.compile(r"[<>|=]?([biufcUSVOMm?])\d*(\[[a-zA-Z0-9]+\])?")
+# docs/OBJECTS.md section 7.1. Sizes are matched with at most as many digits as their bound
+# has, so no arithmetic ever sees a longer number.
+_DTYPE_STR_RE = re.compile(r"([<>|=]?)(?:([biufc?Mm])([0-9]{1,2})"
+                           r"(?:\[([0-9]{0,18})(Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
+                           r"|([SV])([0-9]{1,10})|(U)([0-9]{1,9}))")
+_DTYPE_SIZES = {"b": (1,), "?": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8),
+                "c": (8, 16), "M": (8,), "m": (8,)}
+_MAX_UNICODE = _MAX_ITEMSIZE // 4
 
 
 @functools.lru_cache(maxsize=1024)
 def _dtype_from_str(s: str) -> np.dtype:
-    if not _DTYPE_STR_RE.fullmatch(s):
-        raise FormatError(f"invalid dtype {s!r}")
-    return np.dtype(s)
+    if s == "O" or s == "|O":
+        return np.dtype("O")
+    m = _DTYPE_STR_RE.fullmatch(s)
+    if m is None:
+        raise _invalid(f"invalid dtype {s!r}")
+    order, kind, size, mult, unit, skind, ssize, ukind, usize = m.groups()
+    # "=" and "|" are read as little-endian: files mean the same on every platform.
+    order = ">" if order == ">" else "<"
+    if kind is not None:
+        n = int(size)
+        if n not in _DTYPE_SIZES[kind] or (unit is not None and kind not in "Mm"):
+            raise _invalid(f"invalid dtype {s!r}")
+        text = f"{order}{'b' if kind == '?' else kind}{n}" + (f"[{mult}{unit}]" if unit else "")
+    elif skind is not None:
+        n = int(ssize)
+        if not 1 <= n <= _MAX_ITEMSIZE:
+            raise _invalid(f"invalid dtype {s!r}: item size out of range")
+        text = f"{order}{skind}{n}"
+    else:
+        n = int(usize)
+        if not 1 <= n <= _MAX_UNICODE:
+            raise _invalid(f"invalid dtype {s!r}: item size out of range")
+        text = f"{order}U{n}"
+    try:
+        return np.dtype(text)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"invalid dtype {s!r}: {e}") from None
 
 
 _dtype_desc_cache: dict[str, np.dtype] = {}
@@ -308,26 +342,68 @@ def _dtype_from_state(s: Any, depth: int = 0) -> np.dtype:
     return _dtype_from_state_uncached(s, depth)
 
 
+def _field_dtype_ok(dt: np.dtype) -> bool:
+    """A structured field: fixed-size numeric, a plain structure or a sub-array of them (raw
+    bytes of object, S, U or V fields could become pointers or unchecked text)."""
+    if dt.subdtype is not None:
+        return _field_dtype_ok(dt.subdtype[0])
+    if dt.fields is not None:
+        return not dt.hasobject
+    return dt.kind in "biufcmM"
+
+
 def _dtype_from_state_uncached(s: Any, depth: int) -> np.dtype:
+    """docs/OBJECTS.md section 7.2 (a table index is resolved by the caller)."""
     if depth > 8:
-        raise FormatError("dtype description nested too deeply")
-    if isinstance(s, str):
+        raise _invalid("dtype description nested too deeply")
+    if type(s) is str:
         return _dtype_from_str(s)
-    if isinstance(s, dict) and "fields" in s:
+    if type(s) is dict and "fields" in s:
+        fields, n = s["fields"], s.get("itemsize")
+        if type(fields) is not list:
+            raise _invalid("structured dtype fields must be a list")
+        if type(n) is not int or not 1 <= n <= _MAX_ITEMSIZE:
+            raise _invalid(f"invalid structured dtype itemsize {n!r}")
+        aligned = s.get("aligned", False)
+        if type(aligned) is not bool:
+            raise _invalid("structured dtype 'aligned' must be a boolean")
         names, formats, offsets = [], [], []
-        for item in s["fields"]:
-            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
-                    and isinstance(item[2], int)):
-                raise FormatError("invalid structured dtype field")
-            names.append(item[0])
-            formats.append(_dtype_from_state_uncached(item[1], depth + 1))
-            offsets.append(item[2])
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                         "itemsize": int(s["itemsize"]), "aligned": bool(s.get("aligned", False))})
-    if isinstance(s, dict) and "base" in s:
-        return np.dtype((_dtype_from_state_uncached(s["base"], depth + 1),
-                         tuple(int(x) for x in s["shape"])))
-    raise FormatError(f"invalid dtype description {s!r}")
+        for item in fields:
+            if not (type(item) is list and len(item) == 3 and type(item[0]) is str and type(item[2]) is int):
+                raise _invalid("invalid structured dtype field (must be [name, dtype, offset])")
+            name, fdt, off = item[0], _dtype_from_state_uncached(item[1], depth + 1), item[2]
+            if name in names:
+                raise FormatError(f"structured dtype names field {name!r} twice", code_name="duplicate_name")
+            if not _field_dtype_ok(fdt):
+                raise _invalid("structured dtypes may only have plain numeric fields")
+            if off < 0 or off + fdt.itemsize > n:
+                raise _invalid(f"structured dtype field {name!r} lies outside its record")
+            names.append(name)
+            formats.append(fdt)
+            offsets.append(off)
+        try:
+            return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                             "itemsize": n, "aligned": aligned})
+        except (TypeError, ValueError) as e:
+            raise _invalid(f"invalid structured dtype: {e}") from None
+    if type(s) is dict and "base" in s:
+        base = _dtype_from_state_uncached(s["base"], depth + 1)
+        shape = _shape(s.get("shape"))
+        if _count(shape) * base.itemsize > _MAX_ITEMSIZE:
+            raise _invalid("sub-array dtype too large")
+        try:
+            return np.dtype((base, shape))
+        except (TypeError, ValueError) as e:
+            raise _invalid(f"invalid sub-array dtype: {e}") from None
+    raise _invalid(f"invalid dtype description {s!r}")
+
+
+def _table_dtype(raw: Any) -> np.dtype:
+    """An entry of the packed tree's dtypes table (plain numeric fields only)."""
+    dt = _dtype_from_state(raw)
+    if not _structured_descr_ok(dt):
+        raise _invalid("structured dtypes may only have plain numeric fields")
+    return dt
 
 
 # ------------------------------------------------------------------------------------------
@@ -345,22 +421,39 @@ _V1_GENERIC_KEYS = {"dtype": "t", "bytes": "b"}
 
 
 def _upgrade_v1(root: Any) -> None:
-    """Rename the members of version-1 object states (in place) to their version-2 keys."""
-    stack = [root]
+    """Rename the members of version-1 object states (in place) to their version-2 keys, and
+    check the typed-value depth (docs/OBJECTS.md section 8, counted as FORMAT.md 13.1) before
+    the recursive decoder meets it."""
+    stack = [(root, 0)]
     while stack:
-        x = stack.pop()
+        x, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise LimitError(f"object tree nested deeper than {_MAX_DEPTH}")
         if type(x) is list:
-            stack.extend(x)
+            stack.extend((e, depth + 1) for e in x)
         elif type(x) is dict:
-            spec = x.get("$object") if len(x) == 1 else None
-            if type(spec) is dict and type(spec.get("state")) is dict:
-                t = spec.get("type")
-                table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
-                         if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
-                         else _V1_REDUCE_KEYS)
-                if table is not None:
-                    spec["state"] = {table.get(k, "?" + k): v for k, v in spec["state"].items()}
-            stack.extend(x.values())
+            if len(x) == 1 and next(iter(x)).startswith("$"):
+                tag, inner = next(iter(x.items()))
+                if tag == "$object" and type(inner) is dict:
+                    st = inner.get("state")
+                    if type(st) is dict:
+                        t = inner.get("type")
+                        table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
+                                 if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
+                                 else _V1_REDUCE_KEYS)
+                        if table is not None:
+                            st = inner["state"] = {table.get(k, "?" + k): v for k, v in st.items()}
+                    stack.append((st, depth + 1))
+                elif tag == "$shared" and type(inner) is dict:
+                    stack.append((inner.get("value"), depth + 1))
+                elif tag == "$tuple" and type(inner) is list:
+                    stack.extend((e, depth + 1) for e in inner)   # the tuple is its list
+                elif tag == "$dict" and type(inner) is list:
+                    for kv in inner:
+                        if type(kv) is list:
+                            stack.extend((e, depth + 1) for e in kv)
+            else:
+                stack.extend((v, depth + 1) for v in x.values())
 
 
 def _reject_constant(name: str) -> Any:
@@ -368,8 +461,10 @@ def _reject_constant(name: str) -> Any:
 
 
 class _Decoder:
-    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict):
+    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict,
+                 rules: _rules.CallRules | None = None):
         self.f = f
+        self.rules = rules
         self._infos: dict | None = None
         self.trusted = trusted
         self.mmap = mmap
@@ -381,7 +476,7 @@ class _Decoder:
         keys = c.get("keys", [])
         dtypes = c.get("dtypes", [])
         if type(keys) is not list or type(dtypes) is not list:
-            raise FormatError("invalid keys or dtypes table")
+            raise _invalid("invalid keys or dtypes table")
         self.keys_raw = keys
         self.keys: dict[int, tuple] = {}
         self.dtypes_raw = dtypes
@@ -391,10 +486,12 @@ class _Decoder:
         ks = self.keys.get(k) if type(k) is int else None
         if ks is None:
             if type(k) is not int or not 0 <= k < len(self.keys_raw):
-                raise FormatError(f"invalid keyset index {k!r}")
+                raise _invalid(f"invalid keyset index {k!r}")
             raw = self.keys_raw[k]
             if type(raw) is not list or not all(type(s) is str for s in raw):
-                raise FormatError("invalid keyset")
+                raise _invalid("invalid keyset")
+            if len(set(raw)) != len(raw):
+                raise FormatError(f"keyset {k} names a key twice", code_name="duplicate_name")
             ks = self.keys[k] = tuple(raw)
         return ks
 
@@ -405,17 +502,17 @@ class _Decoder:
             dt = self.dtypes.get(t)
             if dt is None:
                 if not 0 <= t < len(self.dtypes_raw):
-                    raise FormatError(f"invalid dtype index {t!r}")
-                dt = _dtype_from_state(self.dtypes_raw[t])
-                if not _structured_descr_ok(dt):
-                    raise FormatError("structured dtypes may only have plain numeric fields")
+                    raise _invalid(f"invalid dtype index {t!r}")
+                dt = _table_dtype(self.dtypes_raw[t])
                 self.dtypes[t] = dt
             return dt
         return _dtype_from_state(t)
 
-    def array(self, ref: Any) -> np.ndarray:
+    def array(self, ref: Any, kind: str | None = None) -> np.ndarray:
+        """The array of the file named by ``ref``; ``kind`` "numeric" or "string" is the kind
+        the state requires (docs/OBJECTS.md section 6.3)."""
         if not (type(ref) is dict and len(ref) == 1 and "$array" in ref):
-            raise FormatError("expected an array reference")
+            raise _invalid("expected an array reference")
         name = ref["$array"]
         infos = self._infos
         if infos is None:
@@ -423,11 +520,13 @@ class _Decoder:
         try:
             i, info = infos[name]
         except (KeyError, TypeError):
-            raise FormatError(f"array {name!r} is not in the file") from None
+            raise _invalid(f"array {name!r} is not in the file") from None
         if name == self.packed:
-            raise FormatError("the object tree refers to its own packed array")
+            raise _invalid("the object tree refers to its own packed array")
         if name == self.pool_name:
-            raise FormatError("the object tree refers to the array pool as an array")
+            raise _invalid("the object tree refers to the array pool as an array")
+        if kind is not None and (info["dtype"] == "string") != (kind == "string"):
+            raise _invalid(f"array {name!r} is not a {kind} array")
         return _arrays._load_array(self.f, i, info, self.mmap, False)
 
     def pool(self) -> np.ndarray:
@@ -444,7 +543,7 @@ class _Decoder:
             dec = self.dec
             return [dec(x) for x in v]
         if t is not dict:
-            raise FormatError(f"unexpected JSON value {v!r}")
+            raise _invalid(f"unexpected JSON value {v!r}")
         if len(v) == 1:
             for k, x in v.items():
                 if k.startswith("$"):
@@ -457,23 +556,23 @@ class _Decoder:
             return self.object(x, None)
         if k == "$tuple":
             if type(x) is not list:
-                raise FormatError("$tuple must hold a list")
+                raise _invalid("$tuple must hold a list")
             dec = self.dec
             return tuple([dec(e) for e in x])
         if k == "$ref":
             obj = self.shared.get(x, _PLACEHOLDER) if type(x) is int else _PLACEHOLDER
             if obj is _PLACEHOLDER:
-                raise FormatError(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
+                raise _invalid(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
             return obj
         if k == "$shared":
             return self.shared_def(x)
         if k == "$float":
             if x not in ("nan", "inf", "-inf"):
-                raise FormatError(f"invalid $float {x!r}")
+                raise _invalid(f"invalid $float {x!r}")
             return float(x)
         if k == "$int":
             if type(x) is not str or len(x) > 100000:
-                raise FormatError("invalid $int")
+                raise _invalid("invalid $int")
             return int(x)
         if k == "$bytes":
             return base64.b64decode(x, validate=True)
@@ -485,17 +584,17 @@ class _Decoder:
                 try:
                     out[key] = dec(vv)
                 except TypeError:
-                    raise FormatError(f"unhashable dict key {key!r}") from None
+                    raise _invalid(f"unhashable dict key {key!r}") from None
             return out
         if k == "$array":
             return self.array({"$array": x})
-        raise FormatError(f"unknown tag {k}")
+        raise _invalid(f"unknown tag {k}")
 
     def shared_def(self, x: Any) -> Any:
         sid = x["id"]
         val = x["value"]
         if type(sid) is not int or sid in self.shared:
-            raise FormatError(f"invalid or duplicate $shared id {sid!r}")
+            raise _invalid(f"invalid or duplicate $shared id {sid!r}")
         dec = self.dec
         # Containers and objects register themselves (so cycles resolve) before their contents.
         if type(val) is dict and len(val) == 1 and "$object" in val:
@@ -540,19 +639,19 @@ class _Decoder:
         if type(st) is not dict:
             raise FormatError(f"object state of {tname} must be a dict")
         dec = self.dec
-        args = [dec(a) for a in st["a"]] if "a" in st else ()
-        if st.get("n"):
-            if not isinstance(target, type):
-                raise FormatError(f"{tname} is not a class")
-            if "kw" in st:
-                kwargs = dec(st["kw"])
-                if type(kwargs) is not dict:
+        args = tuple([dec(a) for a in st["a"]]) if "a" in st else ()
+        if st.get("n") is True:
+            if "kw" in st or args:
+                kwargs = dec(st["kw"]) if "kw" in st else None
+                if kwargs is not None and type(kwargs) is not dict:
                     raise FormatError("kwargs must be a dict")
-                obj = target.__new__(target, *args, **kwargs)
+                obj = self.rules.new(tname, target, args, kwargs)
+            elif not isinstance(target, type):
+                raise FormatError(f"{tname} is not a class")
             else:
-                obj = target.__new__(target, *args)
+                obj = target.__new__(target)
         else:
-            obj = target(*args)
+            obj = self.rules.call(tname, target, args)
         if sid is not None:
             self.shared[sid] = obj
         if "s" in st:
@@ -564,8 +663,9 @@ class _Decoder:
                 state: Any = dict(zip(keys, [dec(v) for v in s]))
             else:
                 state = dec(s)
-            if tname in _STATE_VALIDATORS:
-                _STATE_VALIDATORS[tname](state, args)
+            check = _validators.state_check(type(obj))
+            if check is not None:
+                check(obj, state)
             setstate = getattr(obj, "__setstate__", None)
             if setstate is not None and not _is_default_setstate(obj):
                 setstate(state)
@@ -588,10 +688,9 @@ class _Decoder:
         if "di" in st:
             for kk, vv in st["di"]:
                 obj[dec(kk)] = dec(vv)
-        if tname in _OBJECT_VALIDATORS:
-            _OBJECT_VALIDATORS[tname](tname, obj)
-        elif tname.startswith("scipy.sparse."):
-            _validate_sparse(tname, obj)
+        check = _validators.object_check(type(obj))
+        if check is not None:
+            check(obj)
         return obj
 
 
@@ -609,83 +708,126 @@ def _is_default_setstate(obj: Any) -> bool:
 
 
 def _shape(s: Any) -> tuple:
+    """docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of
+    the non-zero ones within 2^63 - 1."""
     if type(s) is not list:
-        raise FormatError("array shape must be a list")
+        raise _invalid("array shape must be a list")
+    if len(s) > _MAX_RANK:
+        raise LimitError(f"array rank {len(s)} exceeds {_MAX_RANK}")
     shape = tuple(s)
+    nonzero = 1
     for x in shape:
         if type(x) is not int or x < 0:
-            raise FormatError("invalid array shape")
+            raise _invalid("invalid array shape")
+        if x:
+            nonzero *= x
+    if nonzero > _MAX_BYTES:
+        raise _invalid("array shape too large")
     return shape
+
+
+def _count(shape: tuple) -> int:
+    n = 1
+    for x in shape:
+        n *= x
+    return n
+
+
+def _nbytes(shape: tuple, dt: np.dtype) -> int:
+    """count x itemsize, within 2^63 - 1 (bad_value otherwise)."""
+    n = _count(shape) * dt.itemsize
+    if n > _MAX_BYTES:
+        raise _invalid("array size (count x itemsize) too large")
+    return n
+
+
+def _fortran(st: dict) -> bool:
+    o = st.get("o")
+    if o is None:
+        return False
+    if o != "F":
+        raise _invalid(f"invalid array order {o!r} (only \"F\" may be written)")
+    return True
+
+
+def _raw_dtype_ok(dt: np.dtype, member: str) -> bool:
+    """``r``: numeric, datetime or plain structured; ``y``: fixed-width bytes."""
+    if member == "y":
+        return dt.kind == "S"
+    return not dt.hasobject and (dt.fields is not None or dt.kind in "biufcmM")
 
 
 def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
     if type(st) is not dict:
-        raise FormatError("invalid numpy.ndarray state")
+        raise _invalid("invalid numpy.ndarray state")
+    fortran = _fortran(st)
     b = st.get("b")
     if type(b) is str:
         # Small numeric array stored inline (version 2).
         raw = np.frombuffer(bytearray(base64.b64decode(b, validate=True)), dtype=np.uint8)
-        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F", "inline")
+        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), fortran, "inline")
     p = st.get("p")
     if p is not None:
         # An array of the pool (version 3).
-        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), st.get("o") == "F")
+        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), fortran)
     if "d" in st:
-        a = d.array(st["d"])
+        a = d.array(st["d"], "numeric")
         if "t" in st:
-            a = a.astype(d.dtype(st["t"]))
-        return a.T if st.get("o") == "F" else a
+            # Only a byte-order record (big-endian original): the same item size, no object
+            # or structured dtype.
+            dt = d.dtype(st["t"])
+            if dt.itemsize != a.dtype.itemsize or dt.hasobject or dt.fields is not None:
+                raise _invalid(f"array dtype {dt} does not match its data ({a.dtype})")
+            a = a.astype(dt)
+        return a.T if fortran else a
     if "u" in st:
         # The array table records the numpy dtype (object or <U n) and the load restores it.
-        return d.array(st["u"])
+        return d.array(st["u"], "string")
     if "i" in st:
         shape = _shape(st["s"])
+        if type(st["i"]) is not list:
+            raise _invalid("object array items must be a list")
+        if len(st["i"]) != _count(shape):
+            raise _invalid("object array item count does not match its shape")
         items = [d.dec(x) for x in st["i"]]
-        n = 1
-        for s in shape:
-            n *= s
-        if len(items) != n:
-            raise FormatError("object array item count does not match its shape")
-        out = np.empty(n, dtype=object)
+        out = np.empty(len(items), dtype=object)
         for j, x in enumerate(items):
             out[j] = x
         return out.reshape(shape)
     if "r" in st or "y" in st:
+        member = "r" if "r" in st else "y"
         dt = d.dtype(st["t"])
-        if dt.hasobject:
-            raise FormatError("object dtypes cannot come from raw bytes")
-        raw = d.array(st["r"] if "r" in st else st["y"])
+        if not _raw_dtype_ok(dt, member):
+            raise _invalid(f"raw arrays ({member}) cannot have dtype {dt}")
+        raw = d.array(st[member])
         shape = _shape(st["s"])
-        n = 1
-        for s in shape:
-            n *= s
-        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != n * dt.itemsize:
-            raise FormatError("raw array size does not match dtype and shape")
-        if st.get("o") == "F":
+        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != _nbytes(shape, dt):
+            raise _invalid("raw array size does not match dtype and shape")
+        if fortran:
             # Version 1 recorded the logical shape, version 2 the stored (transposed) one.
             return raw.view(dt).reshape(shape[::-1] if d.v1 else shape).T
         return raw.view(dt).reshape(shape)
-    raise FormatError("invalid numpy.ndarray state")
+    raise _invalid("invalid numpy.ndarray state")
 
 
 def _byte_array(f: Any, name: Any, what: str) -> tuple[int, dict]:
     """Index and info of the 1-D uint8 array ``name`` (the packed tree or the pool)."""
     if type(name) is not str:
-        raise FormatError(f"invalid reference to {what}")
+        raise _invalid(f"invalid reference to {what}")
     try:
         i = f.find(name)
     except VitrifyError:
-        raise FormatError(f"{what} {name!r} is not in the file") from None
+        raise _invalid(f"{what} {name!r} is not in the file") from None
     info = f.array_info(i)
     if info["dtype"] != "uint8" or len(info["shape"]) != 1:
-        raise FormatError(f"{what} must be a 1-D uint8 array")
+        raise _invalid(f"{what} must be a 1-D uint8 array")
     return i, info
 
 
 def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
     """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
     if name is None:
-        raise FormatError("the file has pooled arrays but no array pool")
+        raise _invalid("the file has pooled arrays but no array pool")
     i, info = _byte_array(f, name, "the array pool")
     if mmap and info["codec"] == "raw":
         return _arrays._load_array(f, i, info, True, False)
@@ -701,258 +843,55 @@ def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
 
 def _pooled_array(pool: np.ndarray, ref: Any, dt: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
     if not (type(ref) is list and len(ref) == 2 and type(ref[0]) is int and type(ref[1]) is int):
-        raise FormatError("a pooled array reference must be [offset, nbytes]")
+        raise _invalid("a pooled array reference must be [offset, nbytes]")
     off, n = ref
     if off < 0 or n < 0 or off > pool.size - n:
-        raise FormatError("pooled array lies outside the array pool")
+        raise _invalid("pooled array lies outside the array pool")
     if n and off % _POOL_ALIGN:
-        raise FormatError(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
+        raise _invalid(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
     return _from_bytes(pool[off:off + n], dt, shape, fortran, "pooled")
 
 
 def _from_bytes(raw: np.ndarray, dt: np.dtype, shape: tuple, fortran: bool, what: str) -> np.ndarray:
     """A numeric or plain structured array viewing ``raw`` (uint8, the stored C-order bytes)."""
     if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
-        raise FormatError(f"{what} arrays cannot have dtype {dt}")
-    want = dt.itemsize
-    for x in shape:
-        want *= x
-    if raw.size != want:
-        raise FormatError(f"{what} array size does not match dtype and shape")
+        raise _invalid(f"{what} arrays cannot have dtype {dt}")
+    if raw.size != _nbytes(shape, dt):
+        raise _invalid(f"{what} array size does not match dtype and shape")
     if dt.kind == "b" and raw.size and int(raw.max()) > 1:
-        raise FormatError("bool array holds a byte other than 0 or 1")
+        raise _invalid("bool array holds a byte other than 0 or 1")
     a = raw.view(dt).reshape(shape)
     return a.T if fortran else a
 
 
 def _dec_generic(d: _Decoder, st: dict) -> Any:
+    if type(st) is not dict or type(st.get("b")) is not str:
+        raise _invalid("invalid numpy scalar")
     dt = d.dtype(st["t"])
     if dt.hasobject:
-        raise FormatError("object scalars are not allowed")
+        raise _invalid("object scalars are not allowed")
     raw = base64.b64decode(st["b"], validate=True)
     if len(raw) != dt.itemsize:
-        raise FormatError("numpy scalar has the wrong number of bytes")
+        raise _invalid("numpy scalar has the wrong number of bytes")
     return np.frombuffer(raw, dtype=dt)[0]
 
 
-def _dec_random_state(d: _Decoder, st: Any) -> np.random.RandomState:
-    rs = np.random.RandomState()
-    rs.set_state(d.dec(st))
-    return rs
+_BUILDERS = _rules.special_builders(lambda s: _dtype_from_state(s))
+_BIT_GENERATORS = _rules.BIT_GENERATORS
 
 
-_BIT_GENERATORS = {"numpy.random.PCG64", "numpy.random.PCG64DXSM", "numpy.random.MT19937",
-                   "numpy.random.Philox", "numpy.random.SFC64"}
-
-
-def _dec_generator(d: _Decoder, st: dict) -> np.random.Generator:
-    name = st["bit_generator"]
-    if name not in _BIT_GENERATORS:
-        raise UntrustedTypeError([name])
-    bg = getattr(np.random, name.rsplit(".", 1)[1])()
-    bg.state = d.dec(st["state"])
-    return np.random.Generator(bg)
-
-
-def _dec_set(kind):
-    def f(d: _Decoder, st: Any) -> Any:
-        return kind(d.dec(e) for e in st)
-    return f
+def _dec_special(name: str):
+    build = _BUILDERS[name]
+    return lambda d, st: build(d.dec(st))
 
 
 _SPECIAL_DECODERS = {
     "numpy.ndarray": _dec_ndarray,
     "numpy.generic": _dec_generic,
-    "numpy.dtype": lambda d, st: _dtype_from_state(st),
-    "numpy.random.RandomState": _dec_random_state,
-    "numpy.random.Generator": _dec_generator,
-    "numpy.ma.MaskedArray": lambda d, st: np.ma.MaskedArray(
-        d.dec(st["data"]), mask=d.dec(st["mask"]), fill_value=d.dec(st["fill_value"])),
-    "builtins.set": _dec_set(set),
-    "builtins.frozenset": _dec_set(frozenset),
-    "builtins.complex": lambda d, st: complex(float(d.dec(st[0])), float(d.dec(st[1]))),
-    "builtins.slice": lambda d, st: slice(*(d.dec(x) for x in st)),
-    "builtins.range": lambda d, st: range(*(int(d.dec(x)) for x in st)),
-    "builtins.bytearray": lambda d, st: bytearray(d.dec(st)),
+    **{name: _dec_special(name) for name in _BUILDERS},
+    # After the builders: a dtype state may also be an index into the dtypes table.
+    "numpy.dtype": lambda d, st: d.dtype(st),
 }
-
-
-# ------------------------------------------------------------------------------------------
-# Validation of data that scikit-learn would trust blindly
-# ------------------------------------------------------------------------------------------
-
-_arange_cache = np.arange(0)
-
-
-def _arange(n: int) -> np.ndarray:
-    global _arange_cache
-    if _arange_cache.shape[0] < n:
-        a = np.arange(max(n, 2 * _arange_cache.shape[0], 1024), dtype=np.int64)
-        a.flags.writeable = False
-        _arange_cache = a
-    return _arange_cache[:n]
-
-
-_I8 = np.dtype("<i8")
-
-
-def _tree_fields(nodes: np.ndarray, n: int) -> tuple:
-    """left_child, right_child and feature of the node array. When they are int64 fields of a
-    contiguous array (scikit-learn's layout), one gather copies the three of them into a compact
-    (n, 3) array: every later check then runs on a few bytes per node instead of walking the
-    64-byte node records again."""
-    fields = nodes.dtype.fields
-    specs = [fields[f] for f in ("left_child", "right_child", "feature")]
-    isz = nodes.dtype.itemsize
-    if (nodes.flags.c_contiguous and isz % 8 == 0
-            and all(sp[0] == _I8 and sp[1] % 8 == 0 for sp in specs)):
-        words = nodes.view(np.uint8).view(np.int64).reshape(n, isz // 8)
-        c = words.take([specs[0][1] // 8, specs[1][1] // 8, specs[2][1] // 8], axis=1)
-        return c[:, 0], c[:, 1], c[:, 2]
-    out = []
-    for f in ("left_child", "right_child", "feature"):
-        a = nodes[f]
-        if a.dtype.kind not in "iu" or a.ndim != 1:
-            raise InvalidStateError("Tree node fields must be integers")
-        out.append(a.astype(np.int64))
-    return tuple(out)
-
-
-def _validate_tree_state(state: Any, args: Any = None) -> None:
-    if not isinstance(state, dict):
-        raise InvalidStateError("Tree state must be a dict")
-    nodes = state.get("nodes")
-    values = state.get("values")
-    node_count = state.get("node_count")
-    if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None or not isinstance(values, np.ndarray):
-        raise InvalidStateError("Tree state lacks its node and value arrays")
-    names = nodes.dtype.names
-    for fld in ("left_child", "right_child", "feature"):
-        if fld not in names:
-            raise InvalidStateError(f"Tree nodes lack the field {fld!r}")
-    n = nodes.shape[0] if nodes.ndim == 1 else -1
-    if n < 0 or not isinstance(node_count, (int, np.integer)) or int(node_count) != n:
-        raise InvalidStateError("Tree node_count does not match its node array")
-    if values.ndim != 3 or values.shape[0] != n:
-        raise InvalidStateError("Tree values do not have one row per node")
-    if n == 0:
-        return
-    left, right, feat = _tree_fields(nodes, n)
-    # Leaves have both children -1; every other node must have both children after itself and
-    # inside the array (which also rules out loops).
-    leaf = left == -1
-    if not (leaf == (right == -1)).all():
-        raise InvalidStateError("Tree node has exactly one child")
-    n_leaf = int(np.count_nonzero(leaf))
-    idx = _arange(n)
-    # Every leaf satisfies child <= index (-1 <= i): any other count means an internal node
-    # whose child does not follow it.
-    if (int(np.count_nonzero(left <= idx)) != n_leaf or int(np.count_nonzero(right <= idx)) != n_leaf
-            or int(left.max()) >= n or int(right.max()) >= n):
-        raise InvalidStateError("Tree child index out of range (children must follow their parent)")
-    if ((feat < 0) > leaf).any():
-        raise InvalidStateError("Tree split feature index is negative")
-    if args is not None:
-        # Tree(n_features, n_classes, n_outputs): split features must be below n_features.
-        n_features = args[0] if isinstance(args, (list, tuple)) and args else None
-        if not isinstance(n_features, (int, np.integer)):
-            raise InvalidStateError("Tree is built without its feature count")
-        internal_max = int(np.where(leaf, -1, feat).max())
-        if internal_max >= int(n_features):
-            raise InvalidStateError("Tree split feature index is not below n_features")
-
-
-def _validate_tree(tname: str, obj: Any) -> None:
-    # The node data were checked against the constructor's n_features before __setstate__;
-    # this only checks the built tree kept that count.
-    if obj.n_features < 0:
-        raise InvalidStateError("Tree has a negative feature count")
-
-
-def _validate_sparse(tname: str, obj: Any) -> None:
-    if hasattr(obj, "check_format"):
-        try:
-            obj.check_format(full_check=True)
-        except Exception as e:
-            raise InvalidStateError(f"{tname}: invalid sparse structure: {e}") from None
-
-
-def _validate_tree_predictor(tname: str, obj: Any) -> None:
-    nodes = getattr(obj, "nodes", None)
-    if nodes is None or nodes.dtype.names is None:
-        raise InvalidStateError("TreePredictor without nodes")
-    n = nodes.shape[0]
-    leaf = nodes["is_leaf"].astype(bool)
-    internal = ~leaf
-    for fld in ("left", "right"):
-        c = nodes[fld][internal]
-        if c.size and (int(c.min()) < 0 or int(c.max()) >= n):
-            raise InvalidStateError("TreePredictor child index out of range")
-    if "bitset_idx" in nodes.dtype.names:
-        cat = nodes["is_categorical"].astype(bool) & internal
-        if cat.any():
-            bi = nodes["bitset_idx"][cat]
-            for bs in (obj.raw_left_cat_bitsets, obj.binned_left_cat_bitsets):
-                if bi.size and (int(bi.min()) < 0 or int(bi.max()) >= bs.shape[0]):
-                    raise InvalidStateError("TreePredictor bitset index out of range")
-
-
-def _validate_tree_estimator(tname: str, obj: Any) -> None:
-    tree = getattr(obj, "tree_", None)
-    nf = getattr(obj, "n_features_in_", None)
-    if tree is not None and nf is not None and tree.n_features != nf:
-        raise InvalidStateError(f"{tname}: tree_ has {tree.n_features} features, the estimator {nf}")
-
-
-def _validate_hgb(tname: str, obj: Any) -> None:
-    nf = getattr(obj, "n_features_in_", None)
-    for it in getattr(obj, "_predictors", []) or []:
-        for pred in it:
-            nodes = pred.nodes
-            f = nodes["feature_idx"][~nodes["is_leaf"].astype(bool)]
-            if nf is not None and f.size and (int(f.min()) < 0 or int(f.max()) >= nf):
-                raise InvalidStateError(f"{tname}: split feature index out of range")
-
-
-def _validate_neighbors_tree(tname: str, obj: Any) -> None:
-    arrays = obj.get_arrays()
-    data, idx, nd = arrays[0], arrays[1], arrays[2]
-    if idx.size and (idx.min() < 0 or idx.max() >= data.shape[0]):
-        raise InvalidStateError("neighbors tree index array points outside its data")
-    if nd.size and (np.any(nd["idx_start"] < 0) or np.any(nd["idx_end"] > idx.shape[0])
-                    or np.any(nd["idx_start"] > nd["idx_end"])):
-        raise InvalidStateError("neighbors tree node ranges point outside the index array")
-
-
-_STATE_VALIDATORS = {"sklearn.tree._tree.Tree": _validate_tree_state}
-
-_OBJECT_VALIDATORS = {
-    "sklearn.tree._tree.Tree": _validate_tree,
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": _validate_tree_predictor,
-    **{n: _validate_tree_estimator for n in (
-        "sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
-        "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor")},
-    **{n: _validate_hgb for n in ("sklearn.ensemble.HistGradientBoostingClassifier",
-                                  "sklearn.ensemble.HistGradientBoostingRegressor")},
-    **{n: _validate_neighbors_tree for n in (
-        "sklearn.neighbors.KDTree", "sklearn.neighbors.BallTree",
-        "sklearn.neighbors._kd_tree.KDTree64", "sklearn.neighbors._ball_tree.BallTree64",
-        "sklearn.neighbors._kd_tree.KDTree32", "sklearn.neighbors._ball_tree.BallTree32")},
-}
-
-
-def _validate_state(tname: str, state: Any, args: Any = None) -> None:
-    v = _STATE_VALIDATORS.get(tname)
-    if v is not None:
-        v(state, args)
-
-
-def _validate_object(tname: str, obj: Any) -> None:
-    v = _OBJECT_VALIDATORS.get(tname)
-    if v is not None:
-        v(tname, obj)
-    elif tname.startswith("scipy.sparse."):
-        _validate_sparse(tname, obj)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1291,72 +1230,74 @@ def _content(f: Any, parse_packed: bool = True) -> dict:
     packed body unparsed: ``c["$body"]`` holds its bytes for the C++ decoder (_core.ObjectTree)."""
     text = f.content_json
     if not text or text == "null":
-        raise FormatError("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
+        raise _invalid("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
     c = json.loads(text)
     if not isinstance(c, dict) or c.get("kind") != CONTENT_KIND:
-        raise FormatError("the file's content is not a vitrify Python object")
+        raise _invalid("the file's content is not a vitrify Python object")
     version = c.get("version")
-    if version not in _READ_VERSIONS:
-        raise FormatError(f"object encoding version {version} is not supported (this vitrify reads "
-                          f"{', '.join(map(str, _READ_VERSIONS))})")
+    if type(version) is not int or version not in _READ_VERSIONS:
+        raise VersionError(f"object encoding version {version!r} is not supported (this vitrify reads "
+                           f"{', '.join(map(str, _READ_VERSIONS))})")
     if version == 1:
-        _upgrade_v1(c.get("root"))
+        if "root" not in c:
+            raise _invalid("the version-1 content has no root")
+        _upgrade_v1(c["root"])
         c.pop("keys", None)
         c.pop("dtypes", None)
         return c
+    # Versions 2 and 3 keep the tree in the packed array only; a root in the header is ignored.
     packed = c.get("packed")
-    if packed is not None:
-        if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
-            raise FormatError("invalid packed content reference")
-        name = packed["$array"]
-        pool = None
-        if version >= 3 and "pool" in c:
-            pref = c["pool"]
-            if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
-                raise FormatError("invalid array pool reference")
-            pool = pref["$array"]
-            if pool == name:
-                raise FormatError("the array pool and the packed object tree are the same array")
-        body_bytes = _packed_bytes(f, name)
-        if not parse_packed:
-            return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
-        try:
-            body = json.loads(body_bytes, parse_constant=_reject_constant)
-        except RecursionError:
-            raise FormatError("object tree nested too deeply") from None
-        except ValueError as e:
-            raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
-        if type(body) is not dict or "root" not in body:
-            raise FormatError("the packed object tree has no root")
-        # Only the packed body counts: the header's own root/keys/dtypes are ignored.
-        c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
-             "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
+    if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
+        raise _invalid("the content has no valid packed object tree reference")
+    name = packed["$array"]
+    pool = None
+    if version >= 3 and "pool" in c:
+        pref = c["pool"]
+        if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
+            raise _invalid("invalid array pool reference")
+        pool = pref["$array"]
+        if pool == name:
+            raise _invalid("the array pool and the packed object tree are the same array")
+        _byte_array(f, pool, "the array pool")
+    body_bytes = _packed_bytes(f, name)
+    if not parse_packed:
+        return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
+    try:
+        body = json.loads(body_bytes, parse_constant=_reject_constant)
+    except RecursionError:
+        raise LimitError("object tree nested too deeply") from None
+    except ValueError as e:
+        raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
+    if type(body) is not dict or "root" not in body:
+        raise _invalid("the packed object tree has no root")
+    # Only the packed body counts: the header's own root/keys/dtypes are ignored.
+    c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
+         "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
     return c
 
 
 class _BuildContext:
     """What the C++ decoder (_core.ObjectTree.build) asks Python for: arrays, dtypes, the
-    builders of special types (given their decoded state) and the validators."""
+    builders of special types (given their decoded state), the call rule and the checks of
+    built objects (the same as model.py's _Decoder uses)."""
 
     frombuffer = staticmethod(np.frombuffer)
     dtype_from_str = staticmethod(_dtype_from_str)
     placeholder = _PLACEHOLDER
-    validate_object = staticmethod(lambda tname, obj: _validate_object(tname, obj))
-    validated_types = frozenset(_OBJECT_VALIDATORS)
-    validate_tree_state = staticmethod(lambda state, args: _validate_tree_state(state, args))
+    object_check = staticmethod(_validators.object_check)
+    state_check = staticmethod(_validators.state_check)
+    special = _BUILDERS
 
-    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None = None):
+    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None, rules: _rules.CallRules):
         loader = _Decoder(f, frozenset(), mmap, {"$packed": packed, "$pool": pool})
-        self.array = lambda name: loader.array({"$array": name})
+        self.array = lambda name, kind=None: loader.array({"$array": name}, kind)
         # The C++ decoder slices pooled arrays out of this (None: the file has no pool).
         self.pool = loader.pool() if pool is not None else None
+        self.rules = rules
 
     @staticmethod
     def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
-        dt = _dtype_from_state(s)
-        if from_table and not _structured_descr_ok(dt):
-            raise FormatError("structured dtypes may only have plain numeric fields")
-        return dt
+        return _table_dtype(s) if from_table else _dtype_from_state(s)
 
     @staticmethod
     def object_array(items: list, shape: tuple) -> np.ndarray:
@@ -1365,44 +1306,14 @@ class _BuildContext:
             out[j] = x
         return out.reshape(shape)
 
-    @staticmethod
-    def invalid_state(msg: str) -> None:
-        raise InvalidStateError(msg)
-
-    special = {
-        "numpy.dtype": lambda s: _dtype_from_state(s),
-        "numpy.random.RandomState": lambda s: _set_state(np.random.RandomState(), s),
-        "numpy.random.Generator": lambda s: _make_generator(s),
-        "numpy.ma.MaskedArray": lambda s: np.ma.MaskedArray(s["data"], mask=s["mask"],
-                                                            fill_value=s["fill_value"]),
-        "builtins.set": set,
-        "builtins.frozenset": frozenset,
-        "builtins.complex": lambda s: complex(float(s[0]), float(s[1])),
-        "builtins.slice": lambda s: slice(*s),
-        "builtins.range": lambda s: range(*(int(x) for x in s)),
-        "builtins.bytearray": bytearray,
-    }
-
-
-def _set_state(rs: np.random.RandomState, s: Any) -> np.random.RandomState:
-    rs.set_state(s)
-    return rs
-
-
-def _make_generator(st: dict) -> np.random.Generator:
-    name = st["bit_generator"]
-    if name not in _BIT_GENERATORS:
-        raise UntrustedTypeError([name])
-    bg = getattr(np.random, name.rsplit(".", 1)[1])()
-    bg.state = st["state"]
-    return np.random.Generator(bg)
-
 
 _SPECIAL_NAMES = sorted(_SPECIAL_DECODERS)
 _BIT_GENERATOR_NAMES = sorted(_BIT_GENERATORS)
 
 
-def _collect_types(v: Any, out: set) -> None:
+def _collect_types(v: Any, out: set, uses: set | None = None) -> None:
+    """Every type and function name under ``v`` into ``out`` and, with ``uses``, how each is
+    used (_reconstructors.USE_*), as _core.ObjectTree.names() and uses() do for packed trees."""
     stack = [v]
     pop = stack.pop
     push = stack.append
@@ -1420,13 +1331,14 @@ def _collect_types(v: Any, out: set) -> None:
                     tn = spec.get("type")
                     st = spec.get("state")
                     if tn == "vitrify.global":
-                        if type(st) is str:
-                            out.add(st)
-                        else:
-                            out.add("vitrify.global")   # malformed: refuse
+                        if type(st) is not str:
+                            raise _invalid("vitrify.global state must be a name")
+                        out.add(st)
                     elif type(tn) is str:
                         if tn not in special:
                             out.add(tn)
+                            if uses is not None:
+                                uses.add((tn, _use_of(st)))
                         elif tn == "numpy.random.Generator" and type(st) is dict:
                             bg = st.get("bit_generator")
                             if type(bg) is str and bg not in _BIT_GENERATORS:
@@ -1439,6 +1351,12 @@ def _collect_types(v: Any, out: set) -> None:
                 extend(x.values())
 
 
+def _use_of(st: Any) -> str:
+    if type(st) is not dict or st.get("n") is not True:
+        return _rules.USE_CALL
+    return _rules.USE_NEW_ARGS if "kw" in st or st.get("a") not in (None, []) else _rules.USE_NEW
+
+
 def _names(c: dict) -> set[str]:
     tree = c.get("$tree")
     if tree is not None:
@@ -1448,8 +1366,21 @@ def _names(c: dict) -> set[str]:
     return names
 
 
+def _uses(c: dict) -> set[tuple[str, str]]:
+    tree = c.get("$tree")
+    if tree is not None:
+        return {tuple(u) for u in tree.uses(_SPECIAL_NAMES)}
+    uses: set[tuple[str, str]] = set()
+    _collect_types(c.get("root"), set(), uses)
+    return uses
+
+
 def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
-    return sorted(n for n in _names(c) if n not in trusted or _denied(n))
+    """Names load would refuse: untrusted ones, and trusted ones the file would have load call
+    against the call rule (vitrify._reconstructors)."""
+    bad = {n for n in _names(c) if n not in trusted or _denied(n)}
+    bad.update(_rules.refused_uses(_uses(c), _default_trusted(), trusted))
+    return sorted(bad)
 
 
 def _content_for_load(f: Any) -> dict:
@@ -1483,7 +1414,8 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     prog = _Progress("loading", progress)
     c = _content_for_load(f)
     ts = _trust_set(trusted)
-    bad = _untrusted(c, ts)
+    names = _names(c)
+    bad = sorted(n for n in names if n not in ts or _denied(n))
     if bad:
         denied = [n for n in bad if _denied(n)]
         if denied:
@@ -1491,6 +1423,10 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
                                      "trusted because they run code or touch the system: "
                                      + ", ".join(denied))
         raise UntrustedTypeError(bad)
+    refused = _rules.refused_uses(_uses(c), _default_trusted(), ts)
+    if refused:
+        raise _rules.refused(refused)
+    rules = _rules.CallRules(_default_trusted(), ts, int(f.size))
     if check_env:
         env_text = f.environment_json
         if env_text and env_text != "null":
@@ -1498,17 +1434,18 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     try:
         tree = c.get("$tree")
         if tree is not None:
-            resolved = {n: _resolve(n, ts) for n in tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES)}
-            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool")))
+            resolved = {n: _resolve(n, ts) for n in names}
+            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool"), rules))
         else:
-            dec = _Decoder(f, ts, mmap, c)
+            dec = _Decoder(f, ts, mmap, c, rules)
             obj = dec.dec(c["root"])
     except VitrifyError:
         raise
     except RecursionError:
-        raise FormatError("object tree nested too deeply") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise FormatError(f"invalid object data: {type(e).__name__}: {e}") from None
+        raise LimitError("object tree nested too deeply") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        # numpy's and Python's own complaints about values from the file
+        raise _invalid(f"invalid object data: {type(e).__name__}: {e}") from None
     prog.done()
     return obj
 

@@ -21,11 +21,13 @@ from sklearn.tree import DecisionTreeClassifier
 
 def _craft(root, *, extra=None, arrays=None) -> bytes:
     """A file whose content section holds `root` (typed-value JSON), written with the low-level
-    writer so that nothing in vitrify.dump can sanitise it."""
+    writer so that nothing in vitrify.dump can sanitise it. Object encoding version 1: the tree
+    sits in the header and uses the long state keys ("args", "new", "raw", ...); versions 2 and
+    3 keep it in a packed array only (docs/OBJECTS.md section 3)."""
     w = _core.Writer.create_in_memory(64)
     for name, a in (arrays or {}).items():
         w.add_array(name, "float64", list(a.shape), a.reshape(-1).view(np.uint8), "raw", 0, None)
-    content = {"kind": model.CONTENT_KIND, "version": model.CONTENT_VERSION, "root": root}
+    content = {"kind": model.CONTENT_KIND, "version": 1, "root": root}
     content.update(extra or {})
     w.set_content(json.dumps(content))
     w.commit()
