@@ -653,14 +653,7 @@ class py_encoder {
         all_str = Py_TYPE(PyList_GET_ITEM(items.ptr(), i)) == &PyUnicode_Type;
       if (all_str) return enc_strings(items.ptr(), shape, "object", "O", size * static_cast<std::uint64_t>(d.itemsize));
       keep.push_back(items);
-      e_.begin_dict();
-      e_.key("s");
-      e_.begin_list();
-      for (auto s : shape) e_.integer(static_cast<std::int64_t>(s));
-      e_.end_list();
-      e_.key("t");
-      e_.string("O");
-      e_.key("i");
+      e_.object_array_head(shape);
       e_.begin_list();
       for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items.ptr()); ++i) enc(PyList_GET_ITEM(items.ptr(), i));
       e_.end_list();

@@ -386,14 +386,7 @@ class walker {
     if (d.kind == 'O') {
       if (!a.items.empty() || a.strings.empty()) {
         if (a.items.size() != n) return bad("object array item count does not match its shape");
-        e_.begin_dict();
-        e_.key("s");
-        e_.begin_list();
-        for (auto s : shape) e_.integer(static_cast<std::int64_t>(s));
-        e_.end_list();
-        e_.key("t");
-        e_.string("O");
-        e_.key("i");
+        e_.object_array_head(shape);
         VITRIFY_TRY(items(a.items, depth));
         e_.end_dict();
         return {};

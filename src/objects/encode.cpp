@@ -278,6 +278,15 @@ array_codec emitter::codec_for(std::uint64_t bytes) const {
   return array_codec{codec::raw, 0};
 }
 
+void emitter::object_array_head(std::span<const std::uint64_t> shape) {
+  begin_dict();
+  key("s");
+  shape_list(shape);
+  key("t");
+  string("O");
+  key("i");
+}
+
 void emitter::shape_list(std::span<const std::uint64_t> shape) {
   begin_list();
   for (auto s : shape) integer(static_cast<std::int64_t>(s));

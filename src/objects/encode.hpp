@@ -127,6 +127,9 @@ class emitter {
   void begin_typed_object(std::string_view type);
   /// A reference to a class or function by name: vitrify.global, listed in content["types"].
   void global(std::string_view name);
+  /// Opens an object array {"s": shape, "t": "O", "i": ...}: the front-end writes the items
+  /// list next, then end_dict().
+  void object_array_head(std::span<const std::uint64_t> shape);
 
   // ---- shared nodes ----
   using slot = std::uint32_t;
