@@ -101,16 +101,6 @@ class decoder {
   result<void> set_tables(const value* keys, const value* dtypes) {
     if (keys) {
       if (!keys->is(value::kind::list)) return bad("keys must be a list");
-      for (std::size_t i = 0; i < keys->items().size(); ++i) {
-        const value& ks = keys->items()[i];
-        if (!ks.is(value::kind::list)) return bad("keyset " + std::to_string(i) + " must be a list of strings");
-        std::set<std::string_view> seen;
-        for (const auto& name : ks.items()) {
-          if (!name.is(value::kind::string)) return bad("keyset " + std::to_string(i) + " must be a list of strings");
-          if (!seen.insert(name.as_string()).second)
-            return fail(errc::duplicate_name, "object tree: keyset " + std::to_string(i) + " names '" + name.as_string() + "' twice");
-        }
-      }
       keys_ = keys;
     }
     if (dtypes) {
@@ -449,7 +439,7 @@ class decoder {
       a.shape = std::move(shape).value();
       bool all_str = !items->items().empty();
       for (const auto& x : items->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         if (!(*c)->is(node::kind::string)) all_str = false;
         a.items.push_back(std::move(c).value());
@@ -512,6 +502,8 @@ class decoder {
     return bad("invalid numpy.ndarray state");
   }
 
+  // `depth` is the depth of the state `st` (OBJECTS.md section 8: one below its $object); its
+  // members are one deeper, the items of a member list two deeper, as the typed value nests them.
   result<void> object_node(node& out, const std::string& type, const value& st, std::uint32_t depth) {
     if (type == "numpy.ndarray") return ndarray_node(out, st, depth);
     if (type == "vitrify.global") {
@@ -592,7 +584,7 @@ class decoder {
         if (!bg || !bg->is(value::kind::string) || !bgs || !bgs->is(value::kind::dict))
           return bad("a numpy.random.Generator state must be {\"bit_generator\": name, \"state\": dict}");
       }
-      auto s = dec(st, depth + 1);
+      auto s = dec(st, depth);
       if (!s) return std::move(s).err();
       o.state = std::move(s).value();
       return {};
@@ -603,7 +595,7 @@ class decoder {
     if (const value* a = k("a", "args")) {
       if (!a->is(value::kind::list)) return bad("args of " + type + " must be a list");
       for (const auto& x : a->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         o.args.push_back(std::move(c).value());
       }
@@ -629,13 +621,20 @@ class decoder {
         if (!dn) return std::move(dn).err();
         node_ptr d = *dn;
         d->k = node::kind::dict;
+        // Keysets are checked where they are used, as the dtype table is (and as the Python
+        // loader does): an unused entry means nothing.
+        std::set<std::string_view> seen;
         for (std::size_t j = 0; j < names.items().size(); ++j) {
+          if (!names.items()[j].is(value::kind::string)) return bad("invalid keyset");
+          if (!seen.insert(names.items()[j].as_string()).second)
+            return fail(errc::duplicate_name, "object tree: keyset " + std::to_string(ks->as_int()) + " names '" +
+                                                  names.items()[j].as_string() + "' twice");
           auto kn = make();
           if (!kn) return std::move(kn).err();
           node_ptr key = *kn;
           key->k = node::kind::string;
           key->text = names.items()[j].as_string();
-          auto val = dec(s->items()[j], depth + 1);
+          auto val = dec(s->items()[j], depth + 2);
           if (!val) return std::move(val).err();
           d->entries.emplace_back(std::move(key), std::move(val).value());
         }
@@ -649,7 +648,7 @@ class decoder {
     if (const value* li = k("li", "listitems")) {
       if (!li->is(value::kind::list)) return bad("listitems must be a list");
       for (const auto& x : li->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         o.listitems.push_back(std::move(c).value());
       }
@@ -658,9 +657,9 @@ class decoder {
       if (!di->is(value::kind::list)) return bad("dictitems must be a list");
       for (const auto& x : di->items()) {
         if (!x.is(value::kind::list) || x.items().size() != 2) return bad("dictitems entries must be pairs");
-        auto kk = dec(x.items()[0], depth + 1);
+        auto kk = dec(x.items()[0], depth + 3);
         if (!kk) return std::move(kk).err();
-        auto vv = dec(x.items()[1], depth + 1);
+        auto vv = dec(x.items()[1], depth + 3);
         if (!vv) return std::move(vv).err();
         o.dictitems.emplace_back(std::move(kk).value(), std::move(vv).value());
       }
