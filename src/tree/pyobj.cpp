@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <unordered_map>
@@ -57,6 +58,16 @@ void byteswap_inplace(std::byte* p, std::uint64_t count, std::uint64_t width) {
   for (std::uint64_t i = 0; i < count; ++i) std::reverse(p + i * width, p + (i + 1) * width);
 }
 
+// The special types of OBJECTS.md 5.3 / 5.4: built by the reader from their state, which exists
+// before they do (so no $ref inside that state may name them).
+bool is_special_type(std::string_view t) {
+  static const std::set<std::string, std::less<>> names = {
+      "numpy.ndarray", "numpy.generic", "numpy.dtype", "numpy.random.RandomState", "numpy.random.Generator",
+      "numpy.ma.MaskedArray", "builtins.set", "builtins.frozenset", "builtins.complex", "builtins.slice",
+      "builtins.range", "builtins.bytearray", "vitrify.global"};
+  return names.count(t) != 0;
+}
+
 class decoder {
  public:
   decoder(graph& g, const file& f, const decode_limits& lim, std::shared_ptr<const void> keep, bool v1, std::string packed)
@@ -105,7 +116,8 @@ class decoder {
       // A $ref names a value whose decoding has started: an ancestor (a cycle) or an earlier
       // sibling; a forward or unknown id is refused.
       auto it = shared_.find(v.as_int());
-      if (it == shared_.end()) return bad("$ref " + std::to_string(v.as_int()) + " before its $shared value");
+      if (it == shared_.end())
+        return bad("$ref " + std::to_string(v.as_int()) + " before its $shared value, or inside a value that cannot hold itself");
       return it->second;
     }
     auto n = make();
@@ -155,8 +167,14 @@ class decoder {
       }
       case K::shared: {
         if (shared_.count(v.as_int())) return bad("duplicate $shared id " + std::to_string(v.as_int()));
-        shared_[v.as_int()] = self;
-        return fill(out, v.inner(), depth + 1, self);
+        // Lists, dicts and reduce objects exist before their contents, so a $ref inside them may
+        // name them (a cycle); anything else is registered only once built (OBJECTS.md 5.2).
+        const value& in = v.inner();
+        const bool early = in.is(K::list) || in.is(K::dict) || (in.is(K::object) && !is_special_type(in.as_string()));
+        if (early) shared_[v.as_int()] = self;
+        VITRIFY_TRY(fill(out, in, depth + 1, self));
+        if (!early) shared_[v.as_int()] = self;
+        return {};
       }
       case K::ref: return bad("unexpected $ref");
       case K::object: return object_node(out, v.as_string(), v.inner(), depth + 1);
@@ -247,24 +265,29 @@ class decoder {
         return bad("invalid dtype index " + std::to_string(t.as_int()));
       return dtype_of(dtypes_->items()[static_cast<std::size_t>(t.as_int())], depth + 1);
     }
-    const value* flds = dget(t, "fields");
-    if (flds && flds->is(value::kind::list)) {
+    if (const value* flds = dget(t, "fields")) {
+      if (!flds->is(value::kind::list)) return bad("structured dtype fields must be a list");
       dtype_desc d;
       std::int64_t itemsize = 0;
-      if (!as_i64(dget(t, "itemsize"), itemsize) || itemsize <= 0 || itemsize > (1 << 20)) return bad("invalid structured dtype itemsize");
+      if (!as_i64(dget(t, "itemsize"), itemsize) || itemsize <= 0 || static_cast<std::uint64_t>(itemsize) > detail::max_numpy_itemsize)
+        return bad("invalid structured dtype itemsize");
+      if (const value* al = dget(t, "aligned"); al && !al->is(value::kind::boolean)) return bad("structured dtype 'aligned' must be a boolean");
+      std::set<std::string_view> names;
       d.itemsize = static_cast<std::uint64_t>(itemsize);
       d.kind = 'V';
       d.str = "V" + std::to_string(itemsize);
       for (const auto& item : flds->items()) {
         if (!item.is(value::kind::list) || item.items().size() != 3 || !item.items()[0].is(value::kind::string) ||
             !item.items()[2].is(value::kind::integer))
-          return bad("invalid structured dtype field");
+          return bad("invalid structured dtype field (must be [name, dtype, offset])");
+        if (!names.insert(item.items()[0].as_string()).second)
+          return fail(errc::duplicate_name, "object tree: structured dtype names field '" + item.items()[0].as_string() + "' twice");
         auto sub = dtype_of(item.items()[1], depth + 1);
         if (!sub) return std::move(sub).err();
         if (sub->kind == 'O' || sub->kind == 'U' || sub->kind == 'S' || sub->kind == 'V')
           return bad("structured dtypes may only have plain numeric fields");
         std::int64_t off = item.items()[2].as_int();
-        if (off < 0 || static_cast<std::uint64_t>(off) + sub->itemsize > d.itemsize) return bad("structured dtype field outside its record");
+        if (off < 0 || static_cast<std::uint64_t>(off) > d.itemsize || sub->itemsize > d.itemsize - static_cast<std::uint64_t>(off)) return bad("structured dtype field outside its record");
         if (sub->big_endian) return bad("big-endian structured fields are not supported");
         d.fields.push_back(field{item.items()[0].as_string(), sub->str, static_cast<std::uint64_t>(off)});
       }
@@ -277,7 +300,7 @@ class decoder {
 
   result<std::vector<std::int64_t>> shape_of(const value* s) {
     if (!s || !s->is(value::kind::list)) return bad("array shape must be a list");
-    if (s->items().size() > 64) return bad("array rank above 64");
+    if (s->items().size() > 64) return fail(errc::limit_exceeded, "object tree: array rank above 64");
     std::vector<std::int64_t> shape;
     for (const auto& x : s->items()) {
       if (!x.is(value::kind::integer) || x.as_int() < 0) return bad("invalid array shape");
@@ -336,7 +359,10 @@ class decoder {
     out.arr = std::make_shared<ndarray>();
     ndarray& a = *out.arr;
     const value* order = key("o", "order");
-    bool fortran = order && order->is(value::kind::string) && order->as_string() == "F";
+    // Absent (or null) is C order; "F" is the only other order a writer may record.
+    if (order && !order->is(value::kind::null) && !(order->is(value::kind::string) && order->as_string() == "F"))
+      return bad("invalid array order (only \"F\" may be written)");
+    const bool fortran = order && order->is(value::kind::string);
     const value* t = key("t", "dtype");
     if (const value* b = dget(st, "b"); b && !v1_) {
       if (!b->is(value::kind::string) || !t) return bad("invalid inline array");
@@ -413,7 +439,7 @@ class decoder {
       a.shape = std::move(shape).value();
       bool all_str = !items->items().empty();
       for (const auto& x : items->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         if (!(*c)->is(node::kind::string)) all_str = false;
         a.items.push_back(std::move(c).value());
@@ -476,6 +502,8 @@ class decoder {
     return bad("invalid numpy.ndarray state");
   }
 
+  // `depth` is the depth of the state `st` (OBJECTS.md section 8: one below its $object); its
+  // members are one deeper, the items of a member list two deeper, as the typed value nests them.
   result<void> object_node(node& out, const std::string& type, const value& st, std::uint32_t depth) {
     if (type == "numpy.ndarray") return ndarray_node(out, st, depth);
     if (type == "vitrify.global") {
@@ -507,16 +535,13 @@ class decoder {
     }
     if (type == "numpy.dtype") {
       auto dt = dtype_of(st);
+      if (!dt) return std::move(dt).err();
       out.k = node::kind::dtype;
-      if (dt) {
-        out.text = dt->str;
-        out.arr = std::make_shared<ndarray>();
-        out.arr->dtype = dt->str;
-        out.arr->itemsize = dt->itemsize;
-        out.arr->fields = dt->fields;
-      } else {
-        out.text = "?";
-      }
+      out.text = dt->str;
+      out.arr = std::make_shared<ndarray>();
+      out.arr->dtype = dt->str;
+      out.arr->itemsize = dt->itemsize;
+      out.arr->fields = dt->fields;
       return {};
     }
     if (type == "builtins.set" || type == "builtins.frozenset") {
@@ -530,8 +555,14 @@ class decoder {
       return {};
     }
     if (type == "builtins.complex") {
-      if (!st.is(value::kind::list) || st.items().size() != 2) return bad("invalid complex");
-      auto num = [](const value& v) { return v.is(value::kind::integer) ? static_cast<double>(v.as_int()) : v.as_double(); };
+      auto is_num = [](const value& v) { return v.is(value::kind::integer) || v.is(value::kind::floating) || v.is(value::kind::big_integer); };
+      if (!st.is(value::kind::list) || st.items().size() != 2 || !is_num(st.items()[0]) || !is_num(st.items()[1]))
+        return bad("a complex must be a list of two numbers");
+      auto num = [](const value& v) {
+        if (v.is(value::kind::integer)) return static_cast<double>(v.as_int());
+        if (v.is(value::kind::big_integer)) return std::strtod(v.as_string().c_str(), nullptr);  // as Python's float(int): may round
+        return v.as_double();
+      };
       out.k = node::kind::complex;
       out.d = num(st.items()[0]);
       out.imag = num(st.items()[1]);
@@ -547,7 +578,13 @@ class decoder {
         "numpy.random.RandomState", "numpy.random.Generator", "numpy.ma.MaskedArray",
         "builtins.slice", "builtins.range", "builtins.bytearray"};
     if (special.count(type)) {
-      auto s = dec(st, depth + 1);
+      if (type == "numpy.random.Generator") {
+        const value* bg = dget(st, "bit_generator");
+        const value* bgs = dget(st, "state");
+        if (!bg || !bg->is(value::kind::string) || !bgs || !bgs->is(value::kind::dict))
+          return bad("a numpy.random.Generator state must be {\"bit_generator\": name, \"state\": dict}");
+      }
+      auto s = dec(st, depth);
       if (!s) return std::move(s).err();
       o.state = std::move(s).value();
       return {};
@@ -558,12 +595,15 @@ class decoder {
     if (const value* a = k("a", "args")) {
       if (!a->is(value::kind::list)) return bad("args of " + type + " must be a list");
       for (const auto& x : a->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         o.args.push_back(std::move(c).value());
       }
     }
     if (const value* kw = k("kw", "kwargs")) {
+      bool ok = kw->is(value::kind::dict);
+      for (std::size_t j = 0; ok && j < kw->dict_size(); ++j) ok = kw->dict_key(j).is(value::kind::string);
+      if (!ok) return bad("kwargs of " + type + " must be a dict with string keys");
       auto c = dec(*kw, depth + 1);
       if (!c) return std::move(c).err();
       o.kwargs = std::move(c).value();
@@ -581,14 +621,20 @@ class decoder {
         if (!dn) return std::move(dn).err();
         node_ptr d = *dn;
         d->k = node::kind::dict;
+        // Keysets are checked where they are used, as the dtype table is (and as the Python
+        // loader does): an unused entry means nothing.
+        std::set<std::string_view> seen;
         for (std::size_t j = 0; j < names.items().size(); ++j) {
           if (!names.items()[j].is(value::kind::string)) return bad("invalid keyset");
+          if (!seen.insert(names.items()[j].as_string()).second)
+            return fail(errc::duplicate_name, "object tree: keyset " + std::to_string(ks->as_int()) + " names '" +
+                                                  names.items()[j].as_string() + "' twice");
           auto kn = make();
           if (!kn) return std::move(kn).err();
           node_ptr key = *kn;
           key->k = node::kind::string;
           key->text = names.items()[j].as_string();
-          auto val = dec(s->items()[j], depth + 1);
+          auto val = dec(s->items()[j], depth + 2);
           if (!val) return std::move(val).err();
           d->entries.emplace_back(std::move(key), std::move(val).value());
         }
@@ -602,7 +648,7 @@ class decoder {
     if (const value* li = k("li", "listitems")) {
       if (!li->is(value::kind::list)) return bad("listitems must be a list");
       for (const auto& x : li->items()) {
-        auto c = dec(x, depth + 1);
+        auto c = dec(x, depth + 2);
         if (!c) return std::move(c).err();
         o.listitems.push_back(std::move(c).value());
       }
@@ -611,9 +657,9 @@ class decoder {
       if (!di->is(value::kind::list)) return bad("dictitems must be a list");
       for (const auto& x : di->items()) {
         if (!x.is(value::kind::list) || x.items().size() != 2) return bad("dictitems entries must be pairs");
-        auto kk = dec(x.items()[0], depth + 1);
+        auto kk = dec(x.items()[0], depth + 3);
         if (!kk) return std::move(kk).err();
-        auto vv = dec(x.items()[1], depth + 1);
+        auto vv = dec(x.items()[1], depth + 3);
         if (!vv) return std::move(vv).err();
         o.dictitems.emplace_back(std::move(kk).value(), std::move(vv).value());
       }
@@ -699,13 +745,8 @@ result<std::shared_ptr<graph>> decode_objects(const file& f, const decode_limits
     return finish(d.dec(*root, 0));
   }
   const value* packed = dget(c, "packed");
-  if (!packed || !packed->is(value::kind::array_ref)) {
-    const value* root = dget(c, "root");
-    if (!root) return bad("no root");
-    decoder d(*g, *keep, lim, keep, false, "");
-    VITRIFY_TRY(d.set_tables(dget(c, "keys"), dget(c, "dtypes")));
-    return finish(d.dec(*root, 0));
-  }
+  if (!packed || !packed->is(value::kind::array_ref))
+    return bad("object encoding version " + std::to_string(version) + " needs a packed tree ({\"$array\": name})");
   const std::string& name = packed->as_string();
   auto idx = f.find(name);
   if (!idx) return bad("the packed object tree '" + name + "' is not in the file");
