@@ -29,18 +29,40 @@ struct node;
 /// allowed); a node_ptr is valid as long as the graph lives.
 using node_ptr = node*;
 
+struct dtype_spec;
+
 /// One field of a structured numpy dtype (e.g. the node records of sklearn's Tree).
 struct field {
   std::string name;
-  std::string dtype;         ///< numpy dtype string of the field: "<i8", "<f8", "|u1", ...
+  /// numpy dtype string of the field: "<i8", "<f8", "|u1", ...; ">i8" for a big-endian field,
+  /// "V<itemsize>" for a nested structure or a sub-array (see `spec`).
+  std::string dtype;
   std::uint64_t offset = 0;  ///< bytes from the start of a record
+  /// The field's full description, as the file gave it (set by decode_objects; may be null
+  /// from other producers). Consumers that only handle flat little-endian fields compare
+  /// `dtype` and never need it.
+  std::shared_ptr<const dtype_spec> spec;
+};
+
+/// A numpy dtype as a file describes it (OBJECTS.md section 7): a dtype string, a structured
+/// description (fields), or a sub-array description (base and shape). Nothing here is numpy.
+struct dtype_spec {
+  std::string str;                 ///< canonical string: "<f8", "|b1", "<U3", "O", "V16" (structured / sub-array)
+  std::uint64_t itemsize = 0;
+  char kind = 0;                   ///< numpy kind; 'V' for structured and sub-array descriptions
+  bool big_endian = false;         ///< the string said '>' (`str` is the little-endian spelling)
+  bool aligned = false;            ///< structured: numpy's align flag
+  std::vector<field> fields;       ///< structured descriptions
+  std::shared_ptr<const dtype_spec> base;  ///< sub-array descriptions: the element dtype ...
+  std::vector<std::int64_t> subshape;      ///< ... and the sub-array shape
 };
 
 /// A numpy array. Numeric data is a view of memory that `owner` keeps alive (the file mapping,
 /// or a decoded buffer); string arrays hold their items in `strings`, object arrays in `items`.
 struct ndarray {
   /// numpy dtype string: "<f8", "<i8", "|b1", "|u1", "<U7", "|S3", "O" for object arrays,
-  /// "V<itemsize>" for structured arrays (see `fields`). Always little-endian for numeric data
+  /// "V<itemsize>" for structured arrays (see `fields`), "U" for text as wide as its longest item.
+  /// Always little-endian for numeric data
   /// (producers convert big-endian data).
   std::string dtype;
   std::uint64_t itemsize = 0;           ///< bytes per element (0 for object/str arrays)
@@ -49,9 +71,16 @@ struct ndarray {
   std::vector<field> fields;            ///< structured arrays only
   std::span<const std::byte> data;      ///< numeric/structured data (count * itemsize bytes)
   std::shared_ptr<const void> owner;    ///< keeps `data` alive (may be null: the graph does)
+  /// The whole buffer `owner` keeps alive, `data` inside it (the file image, the array pool, a
+  /// decoded buffer), so that a consumer can share one view of it among many arrays.
+  std::span<const std::byte> region;
   std::vector<std::string> strings;     ///< unicode / bytes / object-of-str arrays, C order
   bool strings_are_objects = false;     ///< the numpy dtype was object (items are Python str)
   std::vector<node_ptr> items;          ///< other object arrays, C order
+  /// The dtype exactly as the file described it (byte order, alignment, nested fields), set by
+  /// decode_objects for arrays, scalars and dtypes; `dtype` and `fields` are what consumers
+  /// that compute on the data read (numeric data is little-endian whatever `spec` says).
+  std::shared_ptr<const dtype_spec> spec;
 
   /// Product of the shape (1 for rank 0). Producers guarantee it fits and matches the data.
   [[nodiscard]] std::uint64_t count() const noexcept;
@@ -83,6 +112,9 @@ struct node {
   };
   kind k = kind::none;
   bool b = false;
+  /// The file gave this value a `$shared` id: several parents may point at it, and a consumer
+  /// that builds objects from the graph must build it once.
+  bool shared = false;
   std::int64_t i = 0;
   double d = 0.0, imag = 0.0;
   std::string text;                     ///< string / bytes / big_integer decimal / global / dtype

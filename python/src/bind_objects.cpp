@@ -1,35 +1,37 @@
-// vitrify._core.ObjectTree: the object decoder of vitrify.load (python/vitrify/model.py), in C++.
+// vitrify._core.ObjectGraph: vitrify.load's builder of Python objects.
 //
-// It is a port of model.py's _Decoder for packed trees (versions 2 and 3), so that loading a
-// forest does not pay Python's per-node interpretation cost: the packed JSON is parsed and
-// validated by the C++ typed-value parser (vitrify::parse_value), then walked here, creating
-// Python objects directly. Everything that needs Python's judgement stays in Python and is
-// passed in through the build context: the trusted names already resolved (the trust check and
-// the call rule run on names() and uses() BEFORE build() is called), array loading, dtype
-// descriptions, the builders of special types, the call rule (vitrify._reconstructors: the only
-// calls made are cls.__new__(cls) and the checked reconstructors) and the checks of built
-// objects, chosen by the type of the built object (vitrify._validators).
+// The object encoding has one decoder, in C++: vitrify::pyobj::decode_objects (src/tree/pyobj.cpp)
+// turns a file into an inert, checked graph (every reference, dtype, shape, size and limit of
+// docs/OBJECTS.md). This file only walks that graph and makes Python objects; it reads nothing
+// from the file itself. Everything that needs Python's judgement is passed in through the build
+// context (vitrify.model._BuildContext): the trusted names already resolved (the trust check and
+// the call rule run on names() and uses() BEFORE build() is called), the builders of special
+// types, the call rule (vitrify._reconstructors: the only calls made are cls.__new__(cls) and the
+// checked reconstructors) and the checks of built objects, chosen by the type of the built
+// object (vitrify._validators).
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common.hpp"
-#include "tree/value_json.hpp"
-#include "vitrify/value.hpp"
+#include "vitrify/pyobj.hpp"
 
 namespace vitrify_py {
 
 using namespace nb::literals;
-using vitrify::value;
-using K = vitrify::value::kind;
+namespace po = vitrify::pyobj;
+using NK = po::node::kind;
 
 namespace {
 
@@ -40,198 +42,213 @@ nb::object check(PyObject* p) {
   return nb::steal(p);
 }
 
-// Strict base64 (the library's own decoder, as for "$bytes") into a new bytearray.
-nb::object b64_bytearray(std::string_view s) {
-  std::string out;
-  if (!vitrify::detail::base64_decode(s, &out)) bad("invalid base64 data");
-  return check(PyByteArray_FromStringAndSize(out.data(), static_cast<Py_ssize_t>(out.size())));
+// Every node reachable from the root, each once (the graph may share nodes and hold cycles).
+template <class F>
+void each_node(const po::node* root, F&& fn) {
+  std::vector<const po::node*> stack{root};
+  std::set<const po::node*> seen;
+  while (!stack.empty()) {
+    const po::node* n = stack.back();
+    stack.pop_back();
+    if (!n || !seen.insert(n).second) continue;
+    fn(*n);
+    for (auto* x : n->items) stack.push_back(x);
+    for (auto& [k, v] : n->entries) {
+      stack.push_back(k);
+      stack.push_back(v);
+    }
+    if (n->arr)
+      for (auto* x : n->arr->items) stack.push_back(x);
+    if (n->obj) {
+      for (auto* x : n->obj->args) stack.push_back(x);
+      stack.push_back(n->obj->kwargs);
+      stack.push_back(n->obj->state);
+      for (auto* x : n->obj->listitems) stack.push_back(x);
+      for (auto& [k, v] : n->obj->dictitems) {
+        stack.push_back(k);
+        stack.push_back(v);
+      }
+    }
+  }
 }
 
-const value* dget(const value& v, std::string_view k) { return v.is(K::dict) ? v.get(k) : nullptr; }
-
-class builder;
-
-class object_tree {
+class object_graph {
  public:
-  explicit object_tree(nb::bytes body) {
-    std::string_view text(body.c_str(), body.size());
-    vitrify::value_limits lim;
-    // docs/OBJECTS.md section 8: the tree's typed-value depth is at most 256 with its root at 0;
-    // the root is a member of the body dict, one level deeper.
-    lim.max_depth = 256 + 1;
-    auto v = vitrify::parse_value(text, lim);
-    if (!v) raise(std::move(v).err());
-    body_ = std::move(v).value();
-    if (!body_.is(K::dict)) bad("the packed object tree is not a JSON object");
-    root_ = body_.get("root");
-    if (!root_) bad("the packed object tree has no root");
-    keys_ = body_.get("keys");
-    dtypes_ = body_.get("dtypes");
-    if ((keys_ && !keys_->is(K::list)) || (dtypes_ && !dtypes_->is(K::list))) bad("invalid keys or dtypes table");
+  object_graph(const File& fh, std::optional<std::uint64_t> extra_bytes) : writable_(fh.writable) {
+    po::decode_limits lim;
+    if (extra_bytes) lim.extra_bytes = *extra_bytes;
+    std::shared_ptr<po::graph> g;
+    {
+      nb::gil_scoped_release release;
+      auto r = po::decode_objects(fh.f, lim);
+      if (!r) raise(std::move(r).err());
+      g = std::move(r).value();
+    }
+    g_ = std::move(g);
+    file_ = fh.f.bytes();
+    g = nullptr;
   }
 
-  // Every type and function name build() may resolve (mirrors model.py _collect_types).
+  // Every type and function name build() may resolve: object types (but the special types the
+  // builder makes from their state), globals, and a Generator's bit generator when it is not one
+  // of numpy's own.
   std::vector<std::string> names(const std::vector<std::string>& special, const std::vector<std::string>& bit_generators) const {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::string, std::less<>> bg(bit_generators.begin(), bit_generators.end());
     std::set<std::string> out;
-    each_object([&](const std::string& tn, const value& st) {
-      if (tn == "vitrify.global") {
-        if (!st.is(K::string)) bad("vitrify.global state must be a name");
-        out.insert(st.as_string());
-      } else if (!sp.count(tn)) {
-        out.insert(tn);
-      } else if (tn == "numpy.random.Generator") {
-        const value* b = dget(st, "bit_generator");
-        if (b && b->is(K::string) && !bg.count(b->as_string())) out.insert(b->as_string());
+    each_node(g_->root, [&](const po::node& n) {
+      if (n.k == NK::global) {
+        out.insert(n.text);
+      } else if (n.k == NK::object && n.obj) {
+        if (!sp.count(n.obj->type)) {
+          out.insert(n.obj->type);
+        } else if (n.obj->type == "numpy.random.Generator" && n.obj->state) {
+          const po::node* b = n.obj->state->get("bit_generator");
+          if (b && b->k == NK::string && !bg.count(b->text)) out.insert(b->text);
+        }
       }
     });
     return {out.begin(), out.end()};
   }
 
-  // How each type name is used (model.py _collect_uses): "global" (a reference), "new"
+  // How each type name is used (vitrify._reconstructors.USE_*): "global" (a reference), "new"
   // (cls.__new__(cls)), "new_args" (__new__ with arguments) or "call" (target(*args)).
   std::vector<std::pair<std::string, std::string>> uses(const std::vector<std::string>& special) const {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::pair<std::string, std::string>> out;
-    each_object([&](const std::string& tn, const value& st) {
-      if (tn == "vitrify.global") {
-        if (st.is(K::string)) out.emplace(st.as_string(), "global");
-      } else if (!sp.count(tn)) {
-        const value* n = dget(st, "n");
-        const bool is_new = n && n->is(K::boolean) && n->as_bool();
-        const value* a = dget(st, "a");
-        const bool has_args = dget(st, "kw") || (a && !(a->is(K::list) && a->items().empty()));
-        out.emplace(tn, !is_new ? "call" : has_args ? "new_args" : "new");
+    each_node(g_->root, [&](const po::node& n) {
+      if (n.k == NK::global) {
+        out.emplace(n.text, "global");
+      } else if (n.k == NK::object && n.obj && !sp.count(n.obj->type)) {
+        const bool has_args = n.obj->kwargs || !n.obj->args.empty();
+        out.emplace(n.obj->type, !n.obj->newobj ? "call" : has_args ? "new_args" : "new");
       }
     });
     return {out.begin(), out.end()};
   }
 
-  nb::object build(nb::dict resolved, nb::object ctx);
+  nb::object build(nb::dict resolved, nb::object ctx, bool copy_file_arrays);
 
-  const value* root_ = nullptr;
-  const value* keys_ = nullptr;
-  const value* dtypes_ = nullptr;
+  std::shared_ptr<const po::graph> g_;
+  std::span<const std::byte> file_;  // the file image the graph's raw arrays view
+  bool writable_ = false;            // that image may be written (copy-on-write map or private copy)
+};
 
- private:
-  // fn(type name, state) for every $object node, in any order, without recursion.
-  template <class F>
-  void each_object(F&& fn) const {
-    std::vector<const value*> stack{root_};
-    while (!stack.empty()) {
-      const value* x = stack.back();
-      stack.pop_back();
-      switch (x->type()) {
-        case K::list:
-        case K::tuple:
-          for (const auto& e : x->items()) stack.push_back(&e);
-          break;
-        case K::dict:
-          for (std::size_t i = 0; i < x->dict_size(); ++i) {
-            stack.push_back(&x->dict_key(i));
-            stack.push_back(&x->dict_value(i));
-          }
-          break;
-        case K::shared: stack.push_back(&x->inner()); break;
-        case K::object:
-          fn(x->as_string(), x->inner());
-          stack.push_back(&x->inner());
-          break;
-        default: break;
-      }
-    }
-  }
-
-  value body_;
+// Keeps a graph buffer alive for as long as a numpy array views it.
+struct region_owner {
+  std::shared_ptr<const void> owner;
 };
 
 class builder {
  public:
-  builder(const object_tree& t, nb::dict resolved, nb::object ctx)
-      : t_(t), resolved_(std::move(resolved)), ctx_(std::move(ctx)) {
-    array_fn_ = ctx_.attr("array");
-    dtype_fn_ = ctx_.attr("dtype_from_state");
+  builder(const object_graph& g, nb::dict resolved, nb::object ctx, bool copy_file_arrays)
+      : g_(g), resolved_(std::move(resolved)), ctx_(std::move(ctx)), copy_file_(copy_file_arrays) {
     dtype_str_fn_ = ctx_.attr("dtype_from_str");
     special_ = ctx_.attr("special");
     object_array_fn_ = ctx_.attr("object_array");
+    strings_fn_ = ctx_.attr("string_array");
+    bytes_fn_ = ctx_.attr("bytes_array");
     rules_call_ = ctx_.attr("rules").attr("call");
     rules_new_ = ctx_.attr("rules").attr("new");
     object_check_fn_ = ctx_.attr("object_check");
     state_check_fn_ = ctx_.attr("state_check");
     frombuffer_ = ctx_.attr("frombuffer");
-    placeholder_ = ctx_.attr("placeholder");
-    pool_ = nb::getattr(ctx_, "pool", nb::none());
-    if (!pool_.is_none()) {
-      if (PyObject_GetBuffer(pool_.ptr(), &pool_view_, PyBUF_C_CONTIGUOUS) != 0) {
-        PyErr_Clear();
-        bad("the array pool is not a contiguous buffer");
-      }
-      pool_held_ = true;
-    }
+    empty_ = ctx_.attr("empty");
+    aligned_copy_ = ctx_.attr("aligned_copy");
+    np_dtype_ = ctx_.attr("np_dtype");
     object_setstate_ = nb::getattr(nb::handle(reinterpret_cast<PyObject*>(&PyBaseObject_Type)), "__setstate__", nb::none());
   }
 
-  builder(const builder&) = delete;
-  builder& operator=(const builder&) = delete;
-  ~builder() {
-    if (pool_held_) PyBuffer_Release(&pool_view_);
-  }
-
-  nb::object dec(const value& v) {
-    switch (v.type()) {
-      case K::null: return nb::none();
-      case K::boolean: return nb::bool_(v.as_bool());
-      case K::integer: return check(PyLong_FromLongLong(v.as_int()));
-      case K::big_integer: {
-        if (v.as_string().size() > 100000) bad("invalid $int");
-        return check(PyLong_FromString(v.as_string().c_str(), nullptr, 10));
-      }
-      case K::floating: return check(PyFloat_FromDouble(v.as_double()));
-      case K::string: return str(v.as_string());
-      case K::bytes: return check(PyBytes_FromStringAndSize(v.as_string().data(), static_cast<Py_ssize_t>(v.as_string().size())));
-      case K::list: {
-        nb::list out;
-        fill_list(out, v);
-        return out;
-      }
-      case K::tuple: {
-        const auto& items = v.items();
-        nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(items.size())));
-        for (std::size_t i = 0; i < items.size(); ++i) PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), dec(items[i]).release().ptr());
-        return t;
-      }
-      case K::dict: {
-        nb::dict d;
-        fill_dict(d, v);
-        return d;
-      }
-      case K::array_ref: return array(v.as_string());
-      case K::object: return object(v.as_string(), v.inner(), nullptr);
-      case K::shared: return shared_def(v);
-      case K::ref: {
-        auto it = shared_.find(v.as_int());
-        if (it == shared_.end() || it->second.is(placeholder_))
-          bad("$ref " + std::to_string(v.as_int()) + " refers to a value that cannot be built yet (cycle through a tuple)");
+  nb::object dec(const po::node* n) {
+    if (!n) bad("object graph: missing value");
+    if (n->shared) {
+      auto it = memo_.find(n);
+      if (it != memo_.end()) {
+        if (!it->second.is_valid())
+          bad("a $ref refers to a value that cannot be built yet (a cycle through a tuple, a special type or constructor arguments)");
         return it->second;
       }
+      memo_.emplace(n, nb::object());  // in progress: containers and objects register themselves early
+      nb::object o = make(*n);
+      memo_[n] = o;
+      return o;
     }
-    bad("unexpected value");
+    return make(*n);
   }
 
  private:
+  void reg(const po::node& n, const nb::object& o) {
+    if (n.shared) memo_[&n] = o;
+  }
+
   nb::object str(const std::string& s) {
     return check(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogatepass"));
   }
 
-  void fill_list(nb::list& out, const value& v) {
-    for (const auto& x : v.items()) out.append(dec(x));
+  nb::object make(const po::node& n) {
+    switch (n.k) {
+      case NK::none: return nb::none();
+      case NK::boolean: return nb::bool_(n.b);
+      case NK::integer: return check(PyLong_FromLongLong(n.i));
+      case NK::big_integer: {
+        if (n.text.size() > 100000) bad("invalid $int");
+        return check(PyLong_FromString(n.text.c_str(), nullptr, 10));
+      }
+      case NK::floating: return check(PyFloat_FromDouble(n.d));
+      case NK::complex: return check(PyComplex_FromDoubles(n.d, n.imag));
+      case NK::string: return str(n.text);
+      case NK::bytes: return check(PyBytes_FromStringAndSize(n.text.data(), static_cast<Py_ssize_t>(n.text.size())));
+      case NK::list: {
+        nb::list out;
+        reg(n, out);
+        for (auto* x : n.items) out.append(dec(x));
+        return out;
+      }
+      case NK::tuple: {
+        nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(n.items.size())));
+        for (std::size_t i = 0; i < n.items.size(); ++i)
+          PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), dec(n.items[i]).release().ptr());
+        return t;
+      }
+      case NK::dict: {
+        nb::dict d;
+        reg(n, d);
+        fill_dict(d, n, false);
+        return d;
+      }
+      case NK::set:
+      case NK::frozenset: {
+        nb::object s = check(n.k == NK::set ? PySet_New(nullptr) : PyFrozenSet_New(nullptr));
+        for (auto* x : n.items) {
+          nb::object v = dec(x);
+          if (PySet_Add(s.ptr(), v.ptr()) != 0) {
+            PyErr_Clear();
+            bad("unhashable set item");
+          }
+        }
+        return s;
+      }
+      case NK::array: return array(*n.arr);
+      case NK::scalar: return scalar(*n.arr);
+      case NK::dtype: return dtype_of(*n.arr);
+      case NK::global: {
+        PyObject* o = PyDict_GetItemWithError(resolved_.ptr(), str(n.text).ptr());
+        if (!o) {
+          if (PyErr_Occurred()) throw nb::python_error();
+          bad("name " + n.text + " was not resolved");
+        }
+        return nb::borrow(o);
+      }
+      case NK::object: return object(n);
+    }
+    bad("unexpected node kind");
   }
 
-  void fill_dict(nb::dict& d, const value& v) {
-    for (std::size_t i = 0; i < v.dict_size(); ++i) {
-      nb::object key = dec(v.dict_key(i));
-      nb::object val = dec(v.dict_value(i));
+  void fill_dict(nb::dict& d, const po::node& n, bool intern_keys) {
+    for (const auto& [k, v] : n.entries) {
+      nb::object key = dec(k);
+      if (intern_keys && PyUnicode_CheckExact(key.ptr())) PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&key));
+      nb::object val = dec(v);
       if (PyDict_SetItem(d.ptr(), key.ptr(), val.ptr()) != 0) {
         PyErr_Clear();
         bad("unhashable dict key");
@@ -239,246 +256,144 @@ class builder {
     }
   }
 
-  nb::object shared_def(const value& v) {
-    const std::int64_t sid = v.as_int();
-    if (shared_.count(sid)) bad("invalid or duplicate $shared id " + std::to_string(sid));
-    const value& val = v.inner();
-    // Containers and objects register themselves (so cycles resolve) before their contents.
-    if (val.is(K::object)) return object(val.as_string(), val.inner(), &sid);
-    if (val.is(K::list)) {
-      nb::list out;
-      shared_[sid] = out;
-      fill_list(out, val);
-      return out;
-    }
-    if (val.is(K::dict)) {
-      nb::dict d;
-      shared_[sid] = d;
-      fill_dict(d, val);
-      return d;
-    }
-    shared_[sid] = placeholder_;
-    nb::object out = dec(val);
-    shared_[sid] = out;
-    return out;
+  // ---- dtypes ----
+  nb::object dtype_str(const std::string& s) {
+    auto it = dtype_str_cache_.find(s);
+    if (it != dtype_str_cache_.end()) return it->second;
+    nb::object dt = dtype_str_fn_(s);
+    dtype_str_cache_.emplace(s, dt);
+    return dt;
   }
 
-  nb::object array(const std::string& name) { return array_fn_(name); }
-
-  nb::object dtype(const value& t) {
-    if (t.is(K::string)) {
-      auto it = dtype_str_cache_.find(t.as_string());
-      if (it != dtype_str_cache_.end()) return it->second;
-      nb::object dt = dtype_str_fn_(t.as_string());
-      dtype_str_cache_.emplace(t.as_string(), dt);
-      return dt;
-    }
-    if (t.is(K::integer)) {
-      auto it = dtype_idx_cache_.find(t.as_int());
-      if (it != dtype_idx_cache_.end()) return it->second;
-      if (!t_.dtypes_ || t.as_int() < 0 || static_cast<std::uint64_t>(t.as_int()) >= t_.dtypes_->items().size())
-        bad("invalid dtype index " + std::to_string(t.as_int()));
-      nb::object dt = dtype_fn_(dec(t_.dtypes_->items()[static_cast<std::size_t>(t.as_int())]), true);
-      dtype_idx_cache_.emplace(t.as_int(), dt);
-      return dt;
-    }
-    return dtype_fn_(dec(t), false);
-  }
-
-  // docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of the
-  // non-zero ones within 2^63 - 1 (so product() below cannot overflow).
-  nb::object shape(const value* s) {
-    if (!s || !s->is(K::list)) bad("array shape must be a list");
-    if (s->items().size() > 64) raise(vitrify::errc::limit_exceeded, "array rank " + std::to_string(s->items().size()) + " exceeds 64");
-    nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(s->items().size())));
-    Py_ssize_t i = 0;
-    std::uint64_t nonzero = 1;
-    for (const auto& x : s->items()) {
-      if (!x.is(K::integer) || x.as_int() < 0) bad("invalid array shape");
-      if (const auto d = static_cast<std::uint64_t>(x.as_int()); d != 0) {
-        if (nonzero > static_cast<std::uint64_t>(INT64_MAX) / d) bad("array shape too large");
-        nonzero *= d;
+  // The numpy dtype the file described (byte order, alignment, nested fields, sub-arrays).
+  nb::object dtype_spec(const po::dtype_spec& s) {
+    auto it = dtype_spec_cache_.find(&s);
+    if (it != dtype_spec_cache_.end()) return it->second;
+    nb::object dt;
+    if (s.base) {
+      nb::object shp = check(PyTuple_New(static_cast<Py_ssize_t>(s.subshape.size())));
+      for (std::size_t i = 0; i < s.subshape.size(); ++i)
+        PyTuple_SET_ITEM(shp.ptr(), static_cast<Py_ssize_t>(i), check(PyLong_FromLongLong(s.subshape[i])).release().ptr());
+      dt = np_dtype_(nb::make_tuple(dtype_spec(*s.base), shp));
+    } else if (!s.fields.empty()) {
+      nb::list names, formats, offsets;
+      for (const auto& f : s.fields) {
+        names.append(str(f.name));
+        formats.append(f.spec ? dtype_spec(*f.spec) : dtype_str(f.dtype));
+        offsets.append(nb::int_(f.offset));
       }
-      PyTuple_SET_ITEM(t.ptr(), i++, check(PyLong_FromLongLong(x.as_int())).release().ptr());
+      nb::dict d;
+      d["names"] = names;
+      d["formats"] = formats;
+      d["offsets"] = offsets;
+      d["itemsize"] = nb::int_(s.itemsize);
+      d["aligned"] = nb::bool_(s.aligned);
+      dt = np_dtype_(d);
+    } else {
+      dt = dtype_str(s.str);
+      if (s.big_endian) dt = dt.attr("newbyteorder")(">");
+    }
+    dtype_spec_cache_.emplace(&s, dt);
+    return dt;
+  }
+
+  nb::object dtype_of(const po::ndarray& a) {
+    if (a.spec) return dtype_spec(*a.spec);
+    return dtype_str(a.dtype);
+  }
+
+  // The dtype of the bytes the graph holds: little-endian for plain numeric data (the decoder
+  // swapped big-endian data), the file's description for structured records.
+  nb::object data_dtype(const po::ndarray& a) {
+    if (a.spec && !a.spec->big_endian) return dtype_spec(*a.spec);
+    return dtype_str(a.dtype);
+  }
+
+  // ---- arrays ----
+  nb::object shape_tuple(const std::vector<std::int64_t>& shape, bool reversed) {
+    nb::object t = check(PyTuple_New(static_cast<Py_ssize_t>(shape.size())));
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+      const std::int64_t d = reversed ? shape[shape.size() - 1 - i] : shape[i];
+      PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(i), check(PyLong_FromLongLong(d)).release().ptr());
     }
     return t;
   }
 
-  // Element count of a shape already checked by shape().
-  static std::uint64_t product(const value* s) {
-    std::uint64_t n = 1;
-    for (const auto& x : s->items()) n *= static_cast<std::uint64_t>(x.as_int());
-    return n;
+  // One uint8 numpy array per buffer of the graph (the file image, the pool, a decoded
+  // buffer), shared by every array inside it.
+  nb::object region(const po::ndarray& a) {
+    const std::byte* key = a.region.data();
+    auto it = regions_.find(key);
+    if (it != regions_.end()) return it->second;
+    const bool in_file = !g_.file_.empty() && a.region.data() == g_.file_.data();
+    auto* keep = new region_owner{a.owner};
+    nb::capsule cap(keep, [](void* p) noexcept { delete static_cast<region_owner*>(p); });
+    std::size_t shape[1] = {a.region.size()};
+    nb::object base;
+    if (in_file && copy_file_) {
+      // Arrays that must not view the mapping (load(mmap=False)): one aligned private copy of
+      // the image, shared by all of them, each array keeping its offset and alignment.
+      nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<1>> arr(a.region.data(), 1, shape, cap);
+      base = aligned_copy_(arr.cast());
+    } else if (in_file && !g_.writable_) {
+      nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<1>> arr(a.region.data(), 1, shape, cap);
+      base = arr.cast();
+    } else {
+      nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<1>> arr(const_cast<std::byte*>(a.region.data()), 1, shape, cap);
+      base = arr.cast();
+    }
+    regions_.emplace(key, base);
+    return base;
   }
 
-  // count x itemsize of a shape already checked by shape(), within 2^63 - 1.
-  static std::uint64_t nbytes(const value* s, std::uint64_t itemsize) {
-    const std::uint64_t n = product(s);
-    if (itemsize != 0 && n > static_cast<std::uint64_t>(INT64_MAX) / itemsize) bad("array size (count x itemsize) too large");
-    return n * itemsize;
+  nb::object array(const po::ndarray& a) {
+    if (a.dtype == "O" || a.kind() == 'U' || a.kind() == 'S' || !a.strings.empty() || !a.items.empty()) return text_or_objects(a);
+    nb::object dt = data_dtype(a);
+    nb::object shp = shape_tuple(a.shape, a.fortran);  // the stored (C-order) shape
+    const std::uint64_t count = a.count();
+    nb::object out;
+    if (count == 0 || a.itemsize == 0 || a.data.empty()) {
+      out = empty_(shp, dt);
+    } else {
+      if (a.region.empty() || a.data.data() < a.region.data() ||
+          a.data.data() + a.data.size() > a.region.data() + a.region.size())
+        bad("object graph: array data outside its buffer");
+      nb::object base = region(a);
+      const auto off = static_cast<std::int64_t>(a.data.data() - a.region.data());
+      nb::object flat = frombuffer_(base, dt, nb::int_(count), nb::int_(off));
+      out = check(PyObject_CallMethodOneArg(flat.ptr(), s_reshape_.ptr(), shp.ptr()));
+    }
+    if (a.fortran) out = out.attr("T");
+    if (a.spec && a.spec->big_endian) out = out.attr("astype")(dtype_spec(*a.spec));  // the file's byte order
+    return out;
   }
 
-  nb::object ndarray(const value& st) {
-    if (!st.is(K::dict)) bad("invalid numpy.ndarray state");
-    const value* order = st.get("o");
-    if (order && !(order->is(K::string) && order->as_string() == "F")) bad("invalid array order (only \"F\" may be written)");
-    const bool fortran = order != nullptr;
-    const value* t = st.get("t");
-    if (const value* b = st.get("b"); b && b->is(K::string)) {
-      if (!t) bad("inline array without dtype");
-      nb::object dt = dtype(*t);
-      const dtype_info& di = describe(dt);
-      if (!di.ok) bad("inline arrays cannot have dtype " + di.str);
-      const value* s = st.get("s");
-      nb::object shp = shape(s);
-      nb::object raw = b64_bytearray(b->as_string());
-      const std::uint64_t n = nbytes(s, di.itemsize);
-      const auto len = static_cast<std::uint64_t>(PyByteArray_GET_SIZE(raw.ptr()));
-      if (len != n) bad("inline array size does not match dtype and shape");
-      if (di.is_bool) {
-        const char* p = PyByteArray_AS_STRING(raw.ptr());
-        for (std::uint64_t i = 0; i < len; ++i)
-          if (static_cast<unsigned char>(p[i]) > 1) bad("bool array holds a byte other than 0 or 1");
-      }
-      nb::object a = frombuffer_(raw, dt).attr("reshape")(shp);
-      return fortran ? a.attr("T") : a;
+  nb::object text_or_objects(const po::ndarray& a) {
+    nb::object shp = shape_tuple(a.shape, false);
+    if (a.kind() == 'S') {
+      // Fixed-width byte strings ("y"): the graph holds the items, shape logical.
+      nb::list items;
+      for (const auto& s : a.strings) items.append(check(PyBytes_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()))));
+      nb::object stored = shape_tuple(a.shape, a.fortran);
+      nb::object out = bytes_fn_(items, dtype_of(a), stored);
+      return a.fortran ? out.attr("T") : out;
     }
-    if (const value* p = st.get("p")) return pooled(*p, t, st.get("s"), fortran);
-    if (const value* d = st.get("d")) {
-      if (!d->is(K::array_ref)) bad("expected an array reference");
-      nb::object a = array_fn_(d->as_string(), "numeric");
-      if (t) {
-        // Only a reinterpretation of the stored item (bfloat16, byte order): astype to a wider
-        // dtype would allocate what the file asks; no object or structured dtype.
-        nb::object dt = dtype(*t);
-        if (nb::cast<bool>(dt.attr("hasobject")) || !dt.attr("fields").is_none() ||
-            nb::cast<std::uint64_t>(dt.attr("itemsize")) != nb::cast<std::uint64_t>(a.attr("dtype").attr("itemsize")))
-          bad("array dtype does not match its data (same item size, no object or structured dtype)");
-        a = a.attr("astype")(dt);
-      }
-      return fortran ? a.attr("T") : a;
+    if (!a.items.empty() || (a.strings.empty() && a.dtype == "O" && !a.strings_are_objects)) {
+      nb::list items;
+      for (auto* x : a.items) items.append(dec(x));
+      return object_array_fn_(items, shp);
     }
-    if (const value* u = st.get("u")) {
-      if (!u->is(K::array_ref)) bad("expected an array reference");
-      return array_fn_(u->as_string(), "string");
-    }
-    if (const value* items = st.get("i")) {
-      const value* s = st.get("s");
-      nb::object shp = shape(s);
-      if (!items->is(K::list)) bad("object array items must be a list");
-      if (static_cast<std::uint64_t>(items->items().size()) != product(s)) bad("object array item count does not match its shape");
-      nb::list out;
-      fill_list(out, *items);
-      return object_array_fn_(out, shp);
-    }
-    const value* r = st.get("r");
-    const bool bytes_form = !r;
-    if (!r) r = st.get("y");
-    if (r) {
-      if (!t) bad("raw array without dtype");
-      nb::object dt = dtype(*t);
-      // r: numeric, datetime or plain structured; y: fixed-width bytes (docs/OBJECTS.md 6.3).
-      const bool ok = bytes_form ? describe(dt).kind == "S" : describe(dt).ok;
-      if (!ok) bad("raw arrays cannot have dtype " + describe(dt).str);
-      if (!r->is(K::array_ref)) bad("expected an array reference");
-      nb::object raw = array(r->as_string());
-      const value* s = st.get("s");
-      nb::object shp = shape(s);
-      const std::uint64_t n = nbytes(s, nb::cast<std::uint64_t>(dt.attr("itemsize")));
-      if (nb::cast<std::string>(raw.attr("dtype").attr("str")) != "|u1" || nb::cast<int>(raw.attr("ndim")) != 1 ||
-          nb::cast<std::uint64_t>(raw.attr("size")) != n)
-        bad("raw array size does not match dtype and shape");
-      nb::object a = raw.attr("view")(dt).attr("reshape")(shp);
-      return fortran ? a.attr("T") : a;
-    }
-    bad("invalid numpy.ndarray state");
+    nb::list items;
+    for (const auto& s : a.strings) items.append(str(s));
+    return strings_fn_(items, shp, a.strings_are_objects ? nb::str("object") : nb::str(a.dtype.c_str(), a.dtype.size()));
   }
 
-  struct dtype_info {
-    bool ok = false;              // numeric, datetime or plain structured: may come from bytes
-    bool is_bool = false;
-    std::string kind;
-    std::uint64_t itemsize = 0;
-    std::string str;              // for messages
-  };
-
-  // An array stored in the pool (version 3): {"p": [offset, nbytes], "t": dtype, "s": shape}.
-  nb::object pooled(const value& p, const value* t, const value* s, bool fortran) {
-    if (!pool_held_) bad("the file has pooled arrays but no array pool");
-    if (!p.is(K::list) || p.items().size() != 2 || !p.items()[0].is(K::integer) || !p.items()[1].is(K::integer))
-      bad("a pooled array reference must be [offset, nbytes]");
-    if (!t) bad("pooled array without dtype");
-    const std::int64_t off = p.items()[0].as_int(), n = p.items()[1].as_int();
-    nb::object dt = dtype(*t);
-    const dtype_info& di = describe(dt);
-    if (!di.ok) bad("pooled arrays cannot have dtype " + di.str);
-    nb::object shp = shape(s);
-    const std::uint64_t itemsize = di.itemsize;
-    if (n < 0 || off < 0 || static_cast<std::uint64_t>(n) != nbytes(s, itemsize))
-      bad("pooled array size does not match dtype and shape");
-    const auto size = static_cast<std::uint64_t>(pool_view_.len);
-    if (static_cast<std::uint64_t>(off) > size || static_cast<std::uint64_t>(n) > size - static_cast<std::uint64_t>(off))
-      bad("pooled array lies outside the array pool");
-    if (n != 0 && off % 16 != 0) bad("pooled array offset " + std::to_string(off) + " is not a multiple of 16");
-    if (di.is_bool) {
-      const auto* q = static_cast<const unsigned char*>(pool_view_.buf) + off;
-      for (std::int64_t i = 0; i < n; ++i)
-        if (q[i] > 1) bad("bool array holds a byte other than 0 or 1");
-    }
-    if (itemsize == 0) bad("pooled arrays cannot have a zero-size dtype");
-    nb::object flat = frombuffer_(pool_, dt, nb::int_(n / static_cast<std::int64_t>(itemsize)), nb::int_(off));
-    nb::object a = check(PyObject_CallMethodOneArg(flat.ptr(), s_reshape_.ptr(), shp.ptr()));
-    return fortran ? a.attr("T") : a;
+  nb::object scalar(const po::ndarray& a) {
+    nb::object raw = check(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(a.data.data()), static_cast<Py_ssize_t>(a.data.size())));
+    return frombuffer_(raw, data_dtype(a))[0];
   }
 
-  // Facts about a dtype object (the dtype caches keep them alive for the whole build).
-  const dtype_info& describe(const nb::object& dt) {
-    auto it = dtype_info_cache_.find(dt.ptr());
-    if (it != dtype_info_cache_.end() && it->second.first.is(dt)) return it->second.second;
-    dtype_info di;
-    const bool hasobject = nb::cast<bool>(dt.attr("hasobject"));
-    const std::string kind = nb::cast<std::string>(dt.attr("kind"));
-    const bool plain = dt.attr("fields").is_none();
-    di.ok = !hasobject && !(plain && std::string("biufcmM").find(kind) == std::string::npos);
-    di.is_bool = kind == "b";
-    di.kind = kind;
-    di.itemsize = nb::cast<std::uint64_t>(dt.attr("itemsize"));
-    di.str = nb::cast<std::string>(nb::str(dt));
-    return dtype_info_cache_.insert_or_assign(dt.ptr(), std::make_pair(dt, di)).first->second.second;
-  }
-
-  nb::object scalar(const value& st) {
-    const value* t = dget(st, "t");
-    const value* b = dget(st, "b");
-    if (!t || !b || !b->is(K::string)) bad("invalid numpy scalar");
-    nb::object dt = dtype(*t);
-    if (nb::cast<bool>(dt.attr("hasobject"))) bad("object scalars are not allowed");
-    nb::object raw = b64_bytearray(b->as_string());
-    if (static_cast<std::uint64_t>(PyByteArray_GET_SIZE(raw.ptr())) != nb::cast<std::uint64_t>(dt.attr("itemsize")))
-      bad("numpy scalar has the wrong number of bytes");
-    return frombuffer_(raw, dt)[0];
-  }
-
-  const std::vector<nb::object>& keyset(const value* k) {
-    if (!k || !k->is(K::integer) || !t_.keys_ || k->as_int() < 0 || static_cast<std::uint64_t>(k->as_int()) >= t_.keys_->items().size())
-      bad("invalid keyset index");
-    auto it = keysets_.find(k->as_int());
-    if (it != keysets_.end()) return it->second;
-    const value& raw = t_.keys_->items()[static_cast<std::size_t>(k->as_int())];
-    if (!raw.is(K::list)) bad("invalid keyset");
-    std::vector<nb::object> names;
-    std::set<std::string_view> seen;
-    for (const auto& s : raw.items()) {
-      if (!s.is(K::string)) bad("invalid keyset");
-      if (!seen.insert(s.as_string()).second)
-        raise(vitrify::errc::duplicate_name, "keyset " + std::to_string(k->as_int()) + " names the key '" + s.as_string() + "' twice");
-      nb::object o = str(s.as_string());
-      PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&o));  // attribute names: interned like Python's
-      names.push_back(o);
-    }
-    return keysets_.emplace(k->as_int(), std::move(names)).first->second;
-  }
-
+  // ---- objects ----
   bool default_setstate(nb::handle obj) {
     PyTypeObject* tp = Py_TYPE(obj.ptr());
     auto it = setstate_cache_.find(tp);
@@ -489,78 +404,63 @@ class builder {
     return r;
   }
 
-  nb::object object(const std::string& tname, const value& st, const std::int64_t* sid) {
-    auto reg = [&](const nb::object& o) {
-      if (sid) shared_[*sid] = o;
-    };
+  // What object() needs to know about a type name, looked up once per name and build.
+  struct type_info {
+    PyObject* special = nullptr;  // builder of a special type (borrowed from ctx.special)
+    PyObject* target = nullptr;   // the resolved class or function (borrowed from resolved)
+  };
+
+  const type_info& info(const std::string& tname) {
+    auto it = type_cache_.find(tname);
+    if (it != type_cache_.end()) return it->second;
+    type_info ti;
+    nb::str key(tname.c_str(), tname.size());
+    ti.special = PyDict_GetItemWithError(special_.ptr(), key.ptr());
+    if (!ti.special && PyErr_Occurred()) throw nb::python_error();
+    if (!ti.special) {
+      ti.target = PyDict_GetItemWithError(resolved_.ptr(), key.ptr());
+      if (!ti.target && PyErr_Occurred()) throw nb::python_error();
+    }
+    return type_cache_.emplace(tname, ti).first->second;
+  }
+
+  nb::object object(const po::node& n) {
+    const po::object& o = *n.obj;
+    const std::string& tname = o.type;
     const type_info& ti = info(tname);
-    if (ti.kind == type_info::ndarray) {
-      nb::object o = ndarray(st);
-      reg(o);
-      return o;
-    }
-    if (ti.kind == type_info::scalar) {
-      nb::object o = scalar(st);
-      reg(o);
-      return o;
-    }
-    if (ti.kind == type_info::dtype_) {  // a string, a description or a dtypes table index
-      nb::object o = dtype(st);
-      reg(o);
-      return o;
-    }
-    if (ti.kind == type_info::global) {
-      if (!st.is(K::string)) bad("vitrify.global state must be a name");
-      nb::object o = resolved_[nb::str(st.as_string().c_str())];
-      reg(o);
-      return o;
-    }
     if (ti.special) {
-      nb::object o = nb::borrow(ti.special)(dec(st));
-      reg(o);
-      return o;
+      // Built from its state, which exists before it does (the decoder refuses a $ref inside
+      // that state to the object itself).
+      nb::object st = o.state ? dec(o.state) : nb::none();
+      return nb::borrow(ti.special)(st);
     }
     if (!ti.target) bad("type " + tname + " was not resolved");
     nb::handle target(ti.target);
-    if (!st.is(K::dict)) bad("object state of " + tname + " must be a dict");
-    nb::object args;
-    if (const value* a = st.get("a")) {
-      if (!a->is(K::list)) bad("args of " + tname + " must be a list");
-      args = check(PyTuple_New(static_cast<Py_ssize_t>(a->items().size())));
-      for (std::size_t i = 0; i < a->items().size(); ++i)
-        PyTuple_SET_ITEM(args.ptr(), static_cast<Py_ssize_t>(i), dec(a->items()[i]).release().ptr());
-    } else {
-      args = check(PyTuple_New(0));
-    }
+    nb::object args = check(PyTuple_New(static_cast<Py_ssize_t>(o.args.size())));
+    for (std::size_t i = 0; i < o.args.size(); ++i)
+      PyTuple_SET_ITEM(args.ptr(), static_cast<Py_ssize_t>(i), dec(o.args[i]).release().ptr());
     nb::object obj;
-    const value* n = st.get("n");
-    const value* kw = st.get("kw");
     nb::str key(tname.c_str(), tname.size());
-    if (n && n->is(K::boolean) && n->as_bool()) {
+    if (o.newobj) {
       if (!PyType_Check(target.ptr())) bad(tname + " is not a class");
-      if (PyTuple_GET_SIZE(args.ptr()) == 0 && !kw) {
+      if (o.args.empty() && !o.kwargs) {
         obj = check(PyObject_CallMethodOneArg(target.ptr(), s_new_.ptr(), target.ptr()));
       } else {
         // __new__ with arguments: only for the caller's own classes (the rule decides).
-        obj = rules_new_(key, target, args, kw ? dec(*kw) : nb::none());
+        obj = rules_new_(key, target, args, o.kwargs ? dec(o.kwargs) : nb::none());
       }
     } else {
       obj = rules_call_(key, target, args);  // a checked reconstructor, or refused
     }
-    reg(obj);
-    if (const value* s = st.get("s")) {
+    reg(n, obj);
+    if (o.state) {
       nb::object state;
-      if (const value* k = st.get("k")) {
-        const auto& keys = keyset(k);
-        if (!s->is(K::list) || s->items().size() != keys.size()) bad("state of " + tname + " does not match its keys");
-        nb::dict d;
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-          nb::object v = dec(s->items()[i]);
-          PyDict_SetItem(d.ptr(), keys[i].ptr(), v.ptr());
-        }
+      if (o.state->k == NK::dict && !o.state->shared) {
+        nb::dict d;  // attribute names: interned like Python's own
+        fill_dict(d, *o.state, true);
         state = std::move(d);
       } else {
-        state = dec(*s);
+        state = dec(o.state);
       }
       const checks& c = checks_for(obj);
       if (c.state) nb::handle(c.state)(obj, state);
@@ -582,51 +482,21 @@ class builder {
         }
       }
     }
-    if (const value* li = st.get("li")) {
-      if (!li->is(K::list)) bad("listitems must be a list");
+    if (!o.listitems.empty()) {
       nb::list items;
-      fill_list(items, *li);
+      for (auto* x : o.listitems) items.append(dec(x));
       if (nb::hasattr(obj, "extend")) obj.attr("extend")(items);
       else
         for (nb::handle e : items) obj.attr("append")(e);
     }
-    if (const value* di = st.get("di")) {
-      if (!di->is(K::list)) bad("dictitems must be a list");
-      for (const auto& kv : di->items()) {
-        if (!kv.is(K::list) || kv.items().size() != 2) bad("dictitems entries must be pairs");
-        nb::object key2 = dec(kv.items()[0]);
-        nb::object val = dec(kv.items()[1]);
-        if (PyObject_SetItem(obj.ptr(), key2.ptr(), val.ptr()) != 0) throw nb::python_error();
-      }
+    for (const auto& [k, v] : o.dictitems) {
+      nb::object key2 = dec(k);
+      nb::object val = dec(v);
+      if (PyObject_SetItem(obj.ptr(), key2.ptr(), val.ptr()) != 0) throw nb::python_error();
     }
     const checks& c = checks_for(obj);
     if (c.object) nb::handle(c.object)(obj);
     return obj;
-  }
-
-  // What object() needs to know about a type name, looked up once per name and build.
-  struct type_info {
-    enum kind_t { generic, ndarray, scalar, dtype_, global } kind = generic;
-    PyObject* special = nullptr;  // builder of a special type (borrowed from ctx.special)
-    PyObject* target = nullptr;   // the resolved class or function (borrowed from resolved)
-  };
-
-  const type_info& info(const std::string& tname) {
-    auto it = type_cache_.find(tname);
-    if (it != type_cache_.end()) return it->second;
-    type_info ti;
-    if (tname == "numpy.ndarray") ti.kind = type_info::ndarray;
-    else if (tname == "numpy.generic") ti.kind = type_info::scalar;
-    else if (tname == "numpy.dtype") ti.kind = type_info::dtype_;
-    else if (tname == "vitrify.global") ti.kind = type_info::global;
-    else {
-      nb::str key(tname.c_str(), tname.size());
-      ti.special = PyDict_GetItemWithError(special_.ptr(), key.ptr());
-      if (!ti.special && PyErr_Occurred()) throw nb::python_error();
-      ti.target = PyDict_GetItemWithError(resolved_.ptr(), key.ptr());
-      if (!ti.target && PyErr_Occurred()) throw nb::python_error();
-    }
-    return type_cache_.emplace(tname, ti).first->second;
   }
 
   // The checks of built objects of one type (vitrify._validators), chosen by the type of the
@@ -651,29 +521,27 @@ class builder {
     return checks_cache_.emplace(tp, std::move(c)).first->second;
   }
 
-  const object_tree& t_;
+  const object_graph& g_;
   nb::dict resolved_;
-  nb::object ctx_, array_fn_, dtype_fn_, dtype_str_fn_, special_, object_array_fn_, rules_call_, rules_new_,
-      object_check_fn_, state_check_fn_, frombuffer_, placeholder_, object_setstate_, pool_;
-  Py_buffer pool_view_{};
-  bool pool_held_ = false;
+  nb::object ctx_, dtype_str_fn_, special_, object_array_fn_, strings_fn_, bytes_fn_, rules_call_, rules_new_,
+      object_check_fn_, state_check_fn_, frombuffer_, empty_, aligned_copy_, np_dtype_, object_setstate_;
+  bool copy_file_;
+  std::unordered_map<const po::node*, nb::object> memo_;
+  std::unordered_map<const std::byte*, nb::object> regions_;
   std::unordered_map<std::string, type_info> type_cache_;
-  std::unordered_map<PyObject*, std::pair<nb::object, dtype_info>> dtype_info_cache_;
+  std::unordered_map<std::string, nb::object> dtype_str_cache_;
+  std::unordered_map<const po::dtype_spec*, nb::object> dtype_spec_cache_;
   nb::object s_setstate_ = nb::steal(PyUnicode_InternFromString("__setstate__"));
   nb::object s_new_ = nb::steal(PyUnicode_InternFromString("__new__"));
   nb::object s_reshape_ = nb::steal(PyUnicode_InternFromString("reshape"));
-  std::unordered_map<std::int64_t, nb::object> shared_;
-  std::unordered_map<std::string, nb::object> dtype_str_cache_;
-  std::unordered_map<std::int64_t, nb::object> dtype_idx_cache_;
-  std::unordered_map<std::int64_t, std::vector<nb::object>> keysets_;
   std::unordered_map<PyTypeObject*, bool> setstate_cache_;
   std::unordered_map<PyTypeObject*, checks> checks_cache_;
   std::vector<nb::object> types_held_;
 };
 
-nb::object object_tree::build(nb::dict resolved, nb::object ctx) {
-  builder b(*this, std::move(resolved), std::move(ctx));
-  return b.dec(*root_);
+nb::object object_graph::build(nb::dict resolved, nb::object ctx, bool copy_file_arrays) {
+  builder b(*this, std::move(resolved), std::move(ctx), copy_file_arrays);
+  return b.dec(g_->root);
 }
 
 // The node checks of vitrify._validators.tree on the memory a built sklearn Tree owns (its
@@ -783,11 +651,19 @@ void check_predictor_nodes(nb::handle nodes, const std::vector<Py_ssize_t>& offs
 }  // namespace
 
 void bind_objects(nb::module_& m) {
-  nb::class_<object_tree>(m, "ObjectTree", "A parsed packed object tree, version 2 or 3 (see vitrify.model).")
-      .def(nb::init<nb::bytes>(), "body"_a)
-      .def("names", &object_tree::names, "special"_a, "bit_generators"_a)
-      .def("uses", &object_tree::uses, "special"_a)
-      .def("build", &object_tree::build, "resolved"_a, "ctx"_a);
+  nb::class_<object_graph>(m, "ObjectGraph",
+                           "The inert object graph of a vitrify.dump file, decoded and checked by the C++ object\n"
+                           "decoder (vitrify::pyobj::decode_objects, docs/OBJECTS.md); build() makes the Python objects.")
+      .def(nb::init<const File&, std::optional<std::uint64_t>>(), "file"_a, "extra_bytes"_a = nb::none(),
+           "Decode the object graph of `file` under the decoder's limits; `extra_bytes` raises the\n"
+           "byte budget's fixed allowance (decode_limits::extra_bytes).")
+      .def("names", &object_graph::names, "special"_a, "bit_generators"_a,
+           "Every type and function name build() would resolve, sorted.")
+      .def("uses", &object_graph::uses, "special"_a,
+           "(name, use) for every object node: use is 'global', 'new', 'new_args' or 'call'.")
+      .def_prop_ro("node_count", [](const object_graph& g) { return g.g_->size(); })
+      .def("build", &object_graph::build, "resolved"_a, "ctx"_a, "copy_file_arrays"_a,
+           "Build the Python objects (see vitrify.model._BuildContext).");
   m.def("check_tree_nodes", &check_tree_nodes, "nodes"_a, "off_left"_a, "off_right"_a, "off_feature"_a, "n_features"_a,
         "Check a built sklearn Tree's node array (vitrify._validators); returns its depth.");
   m.def("check_predictor_nodes", &check_predictor_nodes, "nodes"_a, "offsets"_a, "n_bitsets"_a, "n_features"_a,

@@ -37,6 +37,7 @@ using namespace nb::literals;
 using vitrify_py::py_error;
 using vitrify_py::raise;
 using vitrify_py::unwrap;
+using vitrify_py::File;
 
 namespace {
 
@@ -142,19 +143,6 @@ nb::dict array_info_dict(const vitrify::array_info& a) {
 // ---------------------------------------------------------------------------------------------
 // File
 // ---------------------------------------------------------------------------------------------
-
-struct File {
-  vitrify::file f;
-  bool writable = false;  // views may be written (copy-on-write map or private heap copy)
-
-  std::size_t index(std::int64_t i) const {
-    auto n = static_cast<std::int64_t>(f.arrays().size());
-    if (i < 0) i += n;
-    if (i < 0 || i >= n) throw nb::index_error(("array index out of range (file has " + std::to_string(n) + " arrays)").c_str());
-    return static_cast<std::size_t>(i);
-  }
-  std::size_t index(const std::string& name) const { return unwrap(f.find(name)); }
-};
 
 std::string opt_json(const vitrify::value& v) { return vitrify::to_json(v); }
 

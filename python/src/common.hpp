@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "vitrify/error.hpp"
+#include "vitrify/reader.hpp"
 #include "vitrify/writer.hpp"
 
 namespace vitrify_py {
@@ -53,11 +54,25 @@ struct Writer {
   }
 };
 
+// The state behind vitrify._core.File (binding.cpp); bind_objects.cpp decodes from it.
+struct File {
+  vitrify::file f;
+  bool writable = false;  // views may be written (copy-on-write map or private heap copy)
+
+  std::size_t index(std::int64_t i) const {
+    auto n = static_cast<std::int64_t>(f.arrays().size());
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) throw nb::index_error(("array index out of range (file has " + std::to_string(n) + " arrays)").c_str());
+    return static_cast<std::size_t>(i);
+  }
+  std::size_t index(const std::string& name) const { return unwrap(f.find(name)); }
+};
+
 // One per area, each in its own file (bind_<area>.cpp), called from NB_MODULE in binding.cpp.
 void bind_legacy(nb::module_& m);   // bind_legacy.cpp: scan, non-executing pickle reader
 void bind_tensors(nb::module_& m);  // bind_tensors.cpp: tensors, safetensors / torch import
-void bind_convert(nb::module_& m);
-void bind_objects(nb::module_& m);  // bind_objects.cpp: vitrify.load's object decoder (lead)  // bind_convert.cpp: legacy model -> vitrify file
+void bind_convert(nb::module_& m);  // bind_convert.cpp: legacy model -> vitrify file
+void bind_objects(nb::module_& m);  // bind_objects.cpp: vitrify.load's builder of Python objects from the object graph
 void bind_encode(nb::module_& m);   // bind_encode.cpp: vitrify.dump's object walker
 
 }  // namespace vitrify_py

@@ -22,7 +22,6 @@ How objects are encoded (see docs/PYTHON.md):
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as _dt
 import functools
@@ -31,7 +30,6 @@ import importlib
 import json
 import os
 import platform
-import re
 import sys
 import threading
 import time
@@ -246,36 +244,9 @@ def _import_name(name: str) -> Any:
 
 # The walk and every byte of the encoding are C++ (python/src/bind_encode.cpp over the one
 # emitter, src/objects/encode.cpp); this module names classes and functions for it.
-# Pooled arrays start at multiples of this (src/objects/encode.hpp pool_align).
-_POOL_ALIGN = 16
 
 
 _invalid = _rules.bad_value
-
-
-# docs/OBJECTS.md section 8: typed-value depth of the object tree, counted as FORMAT.md 13.1.
-_MAX_DEPTH = 256
-_MAX_RANK = 64
-_MAX_ITEMSIZE = 2**31 - 1
-_MAX_BYTES = 2**63 - 1
-
-
-
-
-@functools.lru_cache(maxsize=1024)
-def _structured_descr_ok(dt: np.dtype) -> bool:
-    """Only plain numeric fields: raw bytes of such a dtype can never become pointers."""
-    if dt.fields is None:
-        return dt.kind in "biufcmM" and not dt.hasobject
-    for name, spec in dt.fields.items():
-        sub = spec[0]
-        if sub.subdtype is not None:
-            base, _shape = sub.subdtype
-            if not _structured_descr_ok(base):
-                return False
-        elif not _structured_descr_ok(sub):
-            return False
-    return not dt.hasobject
 
 
 def _dtype_state(dt: np.dtype) -> Any:
@@ -283,615 +254,54 @@ def _dtype_state(dt: np.dtype) -> Any:
     return json.loads(_core.numpy_dtype_state(dt))
 
 
-# docs/OBJECTS.md section 7.1. Sizes are matched with at most as many digits as their bound
-# has, so no arithmetic ever sees a longer number.
-_DTYPE_STR_RE = re.compile(r"([<>|=]?)(?:([biufc?Mm])([0-9]{1,2})"
-                           r"(?:\[([0-9]{0,18})(Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
-                           r"|([SV])([0-9]{1,10})|(U)([0-9]{1,9}))")
-_DTYPE_SIZES = {"b": (1,), "?": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8),
-                "c": (8, 16), "M": (8,), "m": (8,)}
-_MAX_UNICODE = _MAX_ITEMSIZE // 4
-
-
-@functools.lru_cache(maxsize=1024)
-def _dtype_from_str(s: str) -> np.dtype:
-    if s == "O" or s == "|O":
-        return np.dtype("O")
-    m = _DTYPE_STR_RE.fullmatch(s)
-    if m is None:
-        raise _invalid(f"invalid dtype {s!r}")
-    order, kind, size, mult, unit, skind, ssize, ukind, usize = m.groups()
-    # "=" and "|" are read as little-endian: files mean the same on every platform.
-    order = ">" if order == ">" else "<"
-    if kind is not None:
-        n = int(size)
-        if n not in _DTYPE_SIZES[kind] or (unit is not None and kind not in "Mm"):
-            raise _invalid(f"invalid dtype {s!r}")
-        text = f"{order}{'b' if kind == '?' else kind}{n}" + (f"[{mult}{unit}]" if unit else "")
-    elif skind is not None:
-        n = int(ssize)
-        if not 1 <= n <= _MAX_ITEMSIZE:
-            raise _invalid(f"invalid dtype {s!r}: item size out of range")
-        text = f"{order}{skind}{n}"
-    else:
-        n = int(usize)
-        if not 1 <= n <= _MAX_UNICODE:
-            raise _invalid(f"invalid dtype {s!r}: item size out of range")
-        text = f"{order}U{n}"
-    try:
-        return np.dtype(text)
-    except (TypeError, ValueError) as e:
-        raise _invalid(f"invalid dtype {s!r}: {e}") from None
-
-
-_dtype_desc_cache: dict[str, np.dtype] = {}
-
-
-def _dtype_from_state(s: Any, depth: int = 0) -> np.dtype:
-    if type(s) is str:
-        return _dtype_from_str(s)
-    if depth == 0 and isinstance(s, dict):
-        # Memoised on the canonical text of the description (forests repeat one per tree).
-        key = json.dumps(s, separators=(",", ":"))
-        dt = _dtype_desc_cache.get(key)
-        if dt is None:
-            dt = _dtype_from_state_uncached(s, 0)
-            if len(_dtype_desc_cache) < 1024:
-                _dtype_desc_cache[key] = dt
-        return dt
-    return _dtype_from_state_uncached(s, depth)
-
-
-def _field_dtype_ok(dt: np.dtype) -> bool:
-    """A structured field: fixed-size numeric, a plain structure or a sub-array of them (raw
-    bytes of object, S, U or V fields could become pointers or unchecked text)."""
-    if dt.subdtype is not None:
-        return _field_dtype_ok(dt.subdtype[0])
-    if dt.fields is not None:
-        return not dt.hasobject
-    return dt.kind in "biufcmM"
-
-
-def _dtype_from_state_uncached(s: Any, depth: int) -> np.dtype:
-    """docs/OBJECTS.md section 7.2 (a table index is resolved by the caller)."""
-    if depth > 8:
-        raise _invalid("dtype description nested too deeply")
-    if type(s) is str:
-        return _dtype_from_str(s)
-    if type(s) is dict and "fields" in s:
-        fields, n = s["fields"], s.get("itemsize")
-        if type(fields) is not list:
-            raise _invalid("structured dtype fields must be a list")
-        if type(n) is not int or not 1 <= n <= _MAX_ITEMSIZE:
-            raise _invalid(f"invalid structured dtype itemsize {n!r}")
-        aligned = s.get("aligned", False)
-        if type(aligned) is not bool:
-            raise _invalid("structured dtype 'aligned' must be a boolean")
-        names, formats, offsets = [], [], []
-        for item in fields:
-            if not (type(item) is list and len(item) == 3 and type(item[0]) is str and type(item[2]) is int):
-                raise _invalid("invalid structured dtype field (must be [name, dtype, offset])")
-            name, fdt, off = item[0], _dtype_from_state_uncached(item[1], depth + 1), item[2]
-            if name in names:
-                raise FormatError(f"structured dtype names field {name!r} twice", code_name="duplicate_name")
-            if not _field_dtype_ok(fdt):
-                raise _invalid("structured dtypes may only have plain numeric fields")
-            if off < 0 or off + fdt.itemsize > n:
-                raise _invalid(f"structured dtype field {name!r} lies outside its record")
-            names.append(name)
-            formats.append(fdt)
-            offsets.append(off)
-        try:
-            return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                             "itemsize": n, "aligned": aligned})
-        except (TypeError, ValueError) as e:
-            raise _invalid(f"invalid structured dtype: {e}") from None
-    if type(s) is dict and "base" in s:
-        base = _dtype_from_state_uncached(s["base"], depth + 1)
-        shape = _shape(s.get("shape"))
-        if _count(shape) * base.itemsize > _MAX_ITEMSIZE:
-            raise _invalid("sub-array dtype too large")
-        try:
-            return np.dtype((base, shape))
-        except (TypeError, ValueError) as e:
-            raise _invalid(f"invalid sub-array dtype: {e}") from None
-    raise _invalid(f"invalid dtype description {s!r}")
-
-
-def _table_dtype(raw: Any) -> np.dtype:
-    """An entry of the packed tree's dtypes table (plain numeric fields only)."""
-    dt = _dtype_from_state(raw)
-    if not _structured_descr_ok(dt):
-        raise _invalid("structured dtypes may only have plain numeric fields")
-    return dt
-
-
 # ------------------------------------------------------------------------------------------
 # Decoding
 # ------------------------------------------------------------------------------------------
 
-_PLACEHOLDER = object()
+# The object encoding has one decoder, in C++ (vitrify::pyobj::decode_objects): it turns the file
+# into an inert, checked graph (docs/OBJECTS.md). python/src/bind_objects.cpp builds Python
+# objects from that graph; this module resolves trusted names for it and supplies the builders
+# of special types, the call rule and the checks of built objects.
 
-# Version 1 spelled the members of object states out; version 2 uses short keys.
-_V1_REDUCE_KEYS = {"new": "n", "args": "a", "kwargs": "kw", "state": "s", "listitems": "li",
-                   "dictitems": "di"}
-_V1_NDARRAY_KEYS = {"data": "d", "order": "o", "dtype": "t", "strings": "u", "raw": "r",
-                    "bytes": "y", "shape": "s", "items": "i"}
-_V1_GENERIC_KEYS = {"dtype": "t", "bytes": "b"}
-
-
-def _upgrade_v1(root: Any) -> None:
-    """Rename the members of version-1 object states (in place) to their version-2 keys, and
-    check the typed-value depth (docs/OBJECTS.md section 8, counted as FORMAT.md 13.1) before
-    the recursive decoder meets it."""
-    stack = [(root, 0)]
-    while stack:
-        x, depth = stack.pop()
-        if depth > _MAX_DEPTH:
-            raise LimitError(f"object tree nested deeper than {_MAX_DEPTH}")
-        if type(x) is list:
-            stack.extend((e, depth + 1) for e in x)
-        elif type(x) is dict:
-            if len(x) == 1 and next(iter(x)).startswith("$"):
-                tag, inner = next(iter(x.items()))
-                if tag == "$object" and type(inner) is dict:
-                    st = inner.get("state")
-                    if type(st) is dict:
-                        t = inner.get("type")
-                        table = (_V1_NDARRAY_KEYS if t == "numpy.ndarray" else _V1_GENERIC_KEYS
-                                 if t == "numpy.generic" else None if t in _SPECIAL_DECODERS
-                                 else _V1_REDUCE_KEYS)
-                        if table is not None:
-                            st = inner["state"] = {table.get(k, "?" + k): v for k, v in st.items()}
-                    stack.append((st, depth + 1))
-                elif tag == "$shared" and type(inner) is dict:
-                    stack.append((inner.get("value"), depth + 1))
-                elif tag == "$tuple" and type(inner) is list:
-                    stack.extend((e, depth + 1) for e in inner)   # the tuple is its list
-                elif tag == "$dict" and type(inner) is list:
-                    for kv in inner:
-                        if type(kv) is list:
-                            stack.extend((e, depth + 1) for e in kv)
-            else:
-                stack.extend((v, depth + 1) for v in x.values())
+def _graph_dtype_uncached(s: str) -> np.dtype:
+    if s in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        return _arrays.dtype_to_numpy(s)
+    if s == "U":
+        return np.dtype("<U0")
+    return np.dtype(s)
 
 
-def _reject_constant(name: str) -> Any:
-    raise FormatError(f"invalid JSON number {name} in the object tree")
+@functools.lru_cache(maxsize=1024)
+def _graph_dtype(s: str) -> np.dtype:
+    """numpy dtype of a dtype string of the object graph (already checked by the decoder)."""
+    return _graph_dtype_uncached(s)
 
 
-class _Decoder:
-    def __init__(self, f: Any, trusted: frozenset[str], mmap: bool, c: dict,
-                 rules: _rules.CallRules | None = None):
-        self.f = f
-        self.rules = rules
-        self._infos: dict | None = None
-        self.trusted = trusted
-        self.mmap = mmap
-        self.shared: dict[int, Any] = {}
-        self.packed = c.get("$packed")
-        self.pool_name = c.get("$pool")
-        self._pool: np.ndarray | None = None
-        self.v1 = c.get("version") == 1
-        keys = c.get("keys", [])
-        dtypes = c.get("dtypes", [])
-        if type(keys) is not list or type(dtypes) is not list:
-            raise _invalid("invalid keys or dtypes table")
-        self.keys_raw = keys
-        self.keys: dict[int, tuple] = {}
-        self.dtypes_raw = dtypes
-        self.dtypes: dict[int, np.dtype] = {}
-
-    def keyset(self, k: Any) -> tuple:
-        ks = self.keys.get(k) if type(k) is int else None
-        if ks is None:
-            if type(k) is not int or not 0 <= k < len(self.keys_raw):
-                raise _invalid(f"invalid keyset index {k!r}")
-            raw = self.keys_raw[k]
-            if type(raw) is not list or not all(type(s) is str for s in raw):
-                raise _invalid("invalid keyset")
-            if len(set(raw)) != len(raw):
-                raise FormatError(f"keyset {k} names a key twice", code_name="duplicate_name")
-            ks = self.keys[k] = tuple(raw)
-        return ks
-
-    def dtype(self, t: Any) -> np.dtype:
-        if type(t) is str:
-            return _dtype_from_str(t)
-        if type(t) is int:
-            dt = self.dtypes.get(t)
-            if dt is None:
-                if not 0 <= t < len(self.dtypes_raw):
-                    raise _invalid(f"invalid dtype index {t!r}")
-                dt = _table_dtype(self.dtypes_raw[t])
-                self.dtypes[t] = dt
-            return dt
-        return _dtype_from_state(t)
-
-    def array(self, ref: Any, kind: str | None = None) -> np.ndarray:
-        """The array of the file named by ``ref``; ``kind`` "numeric" or "string" is the kind
-        the state requires (docs/OBJECTS.md section 6.3)."""
-        if not (type(ref) is dict and len(ref) == 1 and "$array" in ref):
-            raise _invalid("expected an array reference")
-        name = ref["$array"]
-        infos = self._infos
-        if infos is None:
-            infos = self._infos = {info["name"]: (i, info) for i, info in enumerate(self.f.arrays)}
-        try:
-            i, info = infos[name]
-        except (KeyError, TypeError):
-            raise _invalid(f"array {name!r} is not in the file") from None
-        if name == self.packed:
-            raise _invalid("the object tree refers to its own packed array")
-        if name == self.pool_name:
-            raise _invalid("the object tree refers to the array pool as an array")
-        if kind is not None and (info["dtype"] == "string") != (kind == "string"):
-            raise _invalid(f"array {name!r} is not a {kind} array")
-        return _arrays._load_array(self.f, i, info, self.mmap, False)
-
-    def pool(self) -> np.ndarray:
-        p = self._pool
-        if p is None:
-            p = self._pool = _load_pool(self.f, self.pool_name, self.mmap)
-        return p
-
-    def dec(self, v: Any) -> Any:
-        t = type(v)
-        if t is str or t is int or t is float or v is None or t is bool:
-            return v
-        if t is list:
-            dec = self.dec
-            return [dec(x) for x in v]
-        if t is not dict:
-            raise _invalid(f"unexpected JSON value {v!r}")
-        if len(v) == 1:
-            for k, x in v.items():
-                if k.startswith("$"):
-                    return self.tag(k, x)
-        dec = self.dec
-        return {k: dec(x) for k, x in v.items()}
-
-    def tag(self, k: str, x: Any) -> Any:
-        if k == "$object":
-            return self.object(x, None)
-        if k == "$tuple":
-            if type(x) is not list:
-                raise _invalid("$tuple must hold a list")
-            dec = self.dec
-            return tuple([dec(e) for e in x])
-        if k == "$ref":
-            obj = self.shared.get(x, _PLACEHOLDER) if type(x) is int else _PLACEHOLDER
-            if obj is _PLACEHOLDER:
-                raise _invalid(f"$ref {x!r} refers to a value that cannot be built yet (cycle through a tuple)")
-            return obj
-        if k == "$shared":
-            return self.shared_def(x)
-        if k == "$float":
-            if x not in ("nan", "inf", "-inf"):
-                raise _invalid(f"invalid $float {x!r}")
-            return float(x)
-        if k == "$int":
-            if type(x) is not str or len(x) > 100000:
-                raise _invalid("invalid $int")
-            return int(x)
-        if k == "$bytes":
-            return base64.b64decode(x, validate=True)
-        if k == "$dict":
-            out = {}
-            dec = self.dec
-            for kk, vv in x:
-                key = dec(kk)
-                try:
-                    out[key] = dec(vv)
-                except TypeError:
-                    raise _invalid(f"unhashable dict key {key!r}") from None
-            return out
-        if k == "$array":
-            return self.array({"$array": x})
-        raise _invalid(f"unknown tag {k}")
-
-    def shared_def(self, x: Any) -> Any:
-        sid = x["id"]
-        val = x["value"]
-        if type(sid) is not int or sid in self.shared:
-            raise _invalid(f"invalid or duplicate $shared id {sid!r}")
-        dec = self.dec
-        # Containers and objects register themselves (so cycles resolve) before their contents.
-        if type(val) is dict and len(val) == 1 and "$object" in val:
-            return self.object(val["$object"], sid)
-        if type(val) is list:
-            out: list = []
-            self.shared[sid] = out
-            out.extend([dec(e) for e in val])
-            return out
-        if type(val) is dict and not (len(val) == 1 and next(iter(val)).startswith("$")):
-            d: dict = {}
-            self.shared[sid] = d
-            for kk, vv in val.items():
-                d[kk] = dec(vv)
-            return d
-        if type(val) is dict and "$dict" in val:
-            d = {}
-            self.shared[sid] = d
-            for kk, vv in val["$dict"]:
-                d[dec(kk)] = dec(vv)
-            return d
-        self.shared[sid] = _PLACEHOLDER
-        out2 = dec(val)
-        self.shared[sid] = out2
-        return out2
-
-    def object(self, spec: dict, sid: int | None) -> Any:
-        tname = spec["type"]
-        st = spec["state"]
-        handler = _SPECIAL_DECODERS.get(tname)
-        if handler is not None:
-            obj = handler(self, st)
-            if sid is not None:
-                self.shared[sid] = obj
-            return obj
-        if tname == "vitrify.global":
-            obj = _resolve(st, self.trusted)
-            if sid is not None:
-                self.shared[sid] = obj
-            return obj
-        target = _resolve(tname, self.trusted)
-        if type(st) is not dict:
-            raise FormatError(f"object state of {tname} must be a dict")
-        dec = self.dec
-        args = tuple([dec(a) for a in st["a"]]) if "a" in st else ()
-        if st.get("n") is True:
-            if "kw" in st or args:
-                kwargs = dec(st["kw"]) if "kw" in st else None
-                if kwargs is not None and type(kwargs) is not dict:
-                    raise FormatError("kwargs must be a dict")
-                obj = self.rules.new(tname, target, args, kwargs)
-            elif not isinstance(target, type):
-                raise FormatError(f"{tname} is not a class")
-            else:
-                obj = target.__new__(target)
-        else:
-            obj = self.rules.call(tname, target, args)
-        if sid is not None:
-            self.shared[sid] = obj
-        if "s" in st:
-            s = st["s"]
-            if "k" in st:
-                keys = self.keyset(st["k"])
-                if type(s) is not list or len(s) != len(keys):
-                    raise FormatError(f"state of {tname} does not match its keys")
-                state: Any = dict(zip(keys, [dec(v) for v in s]))
-            else:
-                state = dec(s)
-            check = _validators.state_check(type(obj))
-            if check is not None:
-                check(obj, state)
-            setstate = getattr(obj, "__setstate__", None)
-            if setstate is not None and not _is_default_setstate(obj):
-                setstate(state)
-            else:
-                slotstate = None
-                if isinstance(state, tuple) and len(state) == 2:
-                    state, slotstate = state
-                if state:
-                    obj.__dict__.update(state)
-                if slotstate:
-                    for kk, vv in slotstate.items():
-                        setattr(obj, kk, vv)
-        if "li" in st:
-            items = [dec(e) for e in st["li"]]
-            if hasattr(obj, "extend"):
-                obj.extend(items)
-            else:
-                for e in items:
-                    obj.append(e)
-        if "di" in st:
-            for kk, vv in st["di"]:
-                obj[dec(kk)] = dec(vv)
-        check = _validators.object_check(type(obj))
-        if check is not None:
-            check(obj)
-        return obj
+def _object_array(items: list, shape: tuple) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for j, x in enumerate(items):
+        out[j] = x
+    return out.reshape(shape)
 
 
-_default_setstate_cache: dict[type, bool] = {}
+def _bytes_array(items: list, dt: np.dtype, shape: tuple) -> np.ndarray:
+    if not items:
+        return np.empty(shape, dtype=dt)
+    return np.array(items, dtype=dt).reshape(shape)
 
 
-def _is_default_setstate(obj: Any) -> bool:
-    t = type(obj)
-    r = _default_setstate_cache.get(t)
-    if r is None:
-        fn = getattr(t, "__setstate__", None)
-        r = fn is None or fn is getattr(object, "__setstate__", None)
-        _default_setstate_cache[t] = r
-    return r
+def _no_dtype_builder(s: Any) -> Any:
+    raise _invalid("numpy.dtype nodes are built by the object decoder")
 
 
-def _shape(s: Any) -> tuple:
-    """docs/OBJECTS.md section 6, shapes: at most 64 dimensions, each >= 0, the product of
-    the non-zero ones within 2^63 - 1."""
-    if type(s) is not list:
-        raise _invalid("array shape must be a list")
-    if len(s) > _MAX_RANK:
-        raise LimitError(f"array rank {len(s)} exceeds {_MAX_RANK}")
-    shape = tuple(s)
-    nonzero = 1
-    for x in shape:
-        if type(x) is not int or x < 0:
-            raise _invalid("invalid array shape")
-        if x:
-            nonzero *= x
-    if nonzero > _MAX_BYTES:
-        raise _invalid("array shape too large")
-    return shape
-
-
-def _count(shape: tuple) -> int:
-    n = 1
-    for x in shape:
-        n *= x
-    return n
-
-
-def _nbytes(shape: tuple, dt: np.dtype) -> int:
-    """count x itemsize, within 2^63 - 1 (bad_value otherwise)."""
-    n = _count(shape) * dt.itemsize
-    if n > _MAX_BYTES:
-        raise _invalid("array size (count x itemsize) too large")
-    return n
-
-
-def _fortran(st: dict) -> bool:
-    o = st.get("o")
-    if o is None:
-        return False
-    if o != "F":
-        raise _invalid(f"invalid array order {o!r} (only \"F\" may be written)")
-    return True
-
-
-def _raw_dtype_ok(dt: np.dtype, member: str) -> bool:
-    """``r``: numeric, datetime or plain structured; ``y``: fixed-width bytes."""
-    if member == "y":
-        return dt.kind == "S"
-    return not dt.hasobject and (dt.fields is not None or dt.kind in "biufcmM")
-
-
-def _dec_ndarray(d: _Decoder, st: dict) -> np.ndarray:
-    if type(st) is not dict:
-        raise _invalid("invalid numpy.ndarray state")
-    fortran = _fortran(st)
-    b = st.get("b")
-    if type(b) is str:
-        # Small numeric array stored inline (version 2).
-        raw = np.frombuffer(bytearray(base64.b64decode(b, validate=True)), dtype=np.uint8)
-        return _from_bytes(raw, d.dtype(st["t"]), _shape(st["s"]), fortran, "inline")
-    p = st.get("p")
-    if p is not None:
-        # An array of the pool (version 3).
-        return _pooled_array(d.pool(), p, d.dtype(st["t"]), _shape(st["s"]), fortran)
-    if "d" in st:
-        a = d.array(st["d"], "numeric")
-        if "t" in st:
-            # Only a byte-order record (big-endian original): the same item size, no object
-            # or structured dtype.
-            dt = d.dtype(st["t"])
-            if dt.itemsize != a.dtype.itemsize or dt.hasobject or dt.fields is not None:
-                raise _invalid(f"array dtype {dt} does not match its data ({a.dtype})")
-            a = a.astype(dt)
-        return a.T if fortran else a
-    if "u" in st:
-        # The array table records the numpy dtype (object or <U n) and the load restores it.
-        return d.array(st["u"], "string")
-    if "i" in st:
-        shape = _shape(st["s"])
-        if type(st["i"]) is not list:
-            raise _invalid("object array items must be a list")
-        if len(st["i"]) != _count(shape):
-            raise _invalid("object array item count does not match its shape")
-        items = [d.dec(x) for x in st["i"]]
-        out = np.empty(len(items), dtype=object)
-        for j, x in enumerate(items):
-            out[j] = x
-        return out.reshape(shape)
-    if "r" in st or "y" in st:
-        member = "r" if "r" in st else "y"
-        dt = d.dtype(st["t"])
-        if not _raw_dtype_ok(dt, member):
-            raise _invalid(f"raw arrays ({member}) cannot have dtype {dt}")
-        raw = d.array(st[member])
-        shape = _shape(st["s"])
-        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != _nbytes(shape, dt):
-            raise _invalid("raw array size does not match dtype and shape")
-        if fortran:
-            # Version 1 recorded the logical shape, version 2 the stored (transposed) one.
-            return raw.view(dt).reshape(shape[::-1] if d.v1 else shape).T
-        return raw.view(dt).reshape(shape)
-    raise _invalid("invalid numpy.ndarray state")
-
-
-def _byte_array(f: Any, name: Any, what: str) -> tuple[int, dict]:
-    """Index and info of the 1-D uint8 array ``name`` (the packed tree or the pool)."""
-    if type(name) is not str:
-        raise _invalid(f"invalid reference to {what}")
-    try:
-        i = f.find(name)
-    except VitrifyError:
-        raise _invalid(f"{what} {name!r} is not in the file") from None
-    info = f.array_info(i)
-    if info["dtype"] != "uint8" or len(info["shape"]) != 1:
-        raise _invalid(f"{what} must be a 1-D uint8 array")
-    return i, info
-
-
-def _load_pool(f: Any, name: Any, mmap: bool) -> np.ndarray:
-    """The pool array of a version-3 file: a view of the mapping (raw, mmap) or decoded."""
-    if name is None:
-        raise _invalid("the file has pooled arrays but no array pool")
-    i, info = _byte_array(f, name, "the array pool")
-    if mmap and info["codec"] == "raw":
-        return _arrays._load_array(f, i, info, True, False)
-    # Decoded into fresh memory aligned like the file's arrays (64 bytes): pooled arrays of
-    # 4 KiB or more sit at multiples of 64 in the pool.
-    n = int(info["decoded_length"])
-    buf = np.empty(n + 64, dtype=np.uint8)
-    start = -buf.ctypes.data % 64
-    out = buf[start:start + n]
-    f.read_into(i, out, True)
-    return out
-
-
-def _pooled_array(pool: np.ndarray, ref: Any, dt: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
-    if not (type(ref) is list and len(ref) == 2 and type(ref[0]) is int and type(ref[1]) is int):
-        raise _invalid("a pooled array reference must be [offset, nbytes]")
-    off, n = ref
-    if off < 0 or n < 0 or off > pool.size - n:
-        raise _invalid("pooled array lies outside the array pool")
-    if n and off % _POOL_ALIGN:
-        raise _invalid(f"pooled array offset {off} is not a multiple of {_POOL_ALIGN}")
-    return _from_bytes(pool[off:off + n], dt, shape, fortran, "pooled")
-
-
-def _from_bytes(raw: np.ndarray, dt: np.dtype, shape: tuple, fortran: bool, what: str) -> np.ndarray:
-    """A numeric or plain structured array viewing ``raw`` (uint8, the stored C-order bytes)."""
-    if dt.hasobject or (dt.fields is None and dt.kind not in "biufcmM"):
-        raise _invalid(f"{what} arrays cannot have dtype {dt}")
-    if raw.size != _nbytes(shape, dt):
-        raise _invalid(f"{what} array size does not match dtype and shape")
-    if dt.kind == "b" and raw.size and int(raw.max()) > 1:
-        raise _invalid("bool array holds a byte other than 0 or 1")
-    a = raw.view(dt).reshape(shape)
-    return a.T if fortran else a
-
-
-def _dec_generic(d: _Decoder, st: dict) -> Any:
-    if type(st) is not dict or type(st.get("b")) is not str:
-        raise _invalid("invalid numpy scalar")
-    dt = d.dtype(st["t"])
-    if dt.hasobject:
-        raise _invalid("object scalars are not allowed")
-    raw = base64.b64decode(st["b"], validate=True)
-    if len(raw) != dt.itemsize:
-        raise _invalid("numpy scalar has the wrong number of bytes")
-    return np.frombuffer(raw, dtype=dt)[0]
-
-
-_BUILDERS = _rules.special_builders(lambda s: _dtype_from_state(s))
+_BUILDERS = _rules.special_builders(_no_dtype_builder)
 _BIT_GENERATORS = _rules.BIT_GENERATORS
-
-
-def _dec_special(name: str):
-    build = _BUILDERS[name]
-    return lambda d, st: build(d.dec(st))
-
-
-_SPECIAL_DECODERS = {
-    "numpy.ndarray": _dec_ndarray,
-    "numpy.generic": _dec_generic,
-    **{name: _dec_special(name) for name in _BUILDERS},
-    # After the builders: a dtype state may also be an index into the dtypes table.
-    "numpy.dtype": lambda d, st: d.dtype(st),
-}
+# Type names the builder makes itself: numpy arrays, scalars and dtypes, sets, complex numbers
+# (graph node kinds), and the special types built from their state (never called by name).
+_SPECIAL_NAMES = sorted({"numpy.ndarray", "numpy.generic", "numpy.dtype", *_BUILDERS})
+_BIT_GENERATOR_NAMES = sorted(_BIT_GENERATORS)
+_GRAPH_SPECIAL = {k: v for k, v in _BUILDERS.items()
+                  if k not in ("numpy.dtype", "builtins.set", "builtins.frozenset", "builtins.complex")}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1216,180 +626,60 @@ def dumps(obj: Any, *, compress: Any = None, metadata: Any = None) -> bytes:
         w.close()
 
 
-def _packed_bytes(f: Any, name: Any) -> bytes | bytearray:
-    i, info = _byte_array(f, name, "the packed object tree")
-    if info["codec"] == "raw":
-        return f.view(i, True).tobytes()         # checksum verified
-    buf = bytearray(int(info["decoded_length"]))
-    f.read_into(i, np.frombuffer(buf, dtype=np.uint8), True)
-    return buf
-
-
-def _content(f: Any, parse_packed: bool = True) -> dict:
-    """The content section. For packed version-2 trees, ``parse_packed=False`` leaves the
-    packed body unparsed: ``c["$body"]`` holds its bytes for the C++ decoder (_core.ObjectTree)."""
-    text = f.content_json
-    if not text or text == "null":
-        raise _invalid("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
-    c = json.loads(text)
-    if not isinstance(c, dict) or c.get("kind") != CONTENT_KIND:
-        raise _invalid("the file's content is not a vitrify Python object")
-    version = c.get("version")
-    if type(version) is not int or version not in _READ_VERSIONS:
-        raise VersionError(f"object encoding version {version!r} is not supported (this vitrify reads "
-                           f"{', '.join(map(str, _READ_VERSIONS))})")
-    if version == 1:
-        if "root" not in c:
-            raise _invalid("the version-1 content has no root")
-        _upgrade_v1(c["root"])
-        c.pop("keys", None)
-        c.pop("dtypes", None)
-        return c
-    # Versions 2 and 3 keep the tree in the packed array only; a root in the header is ignored.
-    packed = c.get("packed")
-    if not (type(packed) is dict and len(packed) == 1 and "$array" in packed):
-        raise _invalid("the content has no valid packed object tree reference")
-    name = packed["$array"]
-    pool = None
-    if version >= 3 and "pool" in c:
-        pref = c["pool"]
-        if not (type(pref) is dict and len(pref) == 1 and type(pref.get("$array")) is str):
-            raise _invalid("invalid array pool reference")
-        pool = pref["$array"]
-        if pool == name:
-            raise _invalid("the array pool and the packed object tree are the same array")
-        _byte_array(f, pool, "the array pool")
-    body_bytes = _packed_bytes(f, name)
-    if not parse_packed:
-        return {"version": version, "$packed": name, "$pool": pool, "$body": bytes(body_bytes)}
-    try:
-        body = json.loads(body_bytes, parse_constant=_reject_constant)
-    except RecursionError:
-        raise LimitError("object tree nested too deeply") from None
-    except ValueError as e:
-        raise FormatError(f"the packed object tree is not valid JSON: {e}") from None
-    if type(body) is not dict or "root" not in body:
-        raise _invalid("the packed object tree has no root")
-    # Only the packed body counts: the header's own root/keys/dtypes are ignored.
-    c = {"version": version, "root": body["root"], "keys": body.get("keys", []),
-         "dtypes": body.get("dtypes", []), "$packed": name, "$pool": pool}
-    return c
-
-
 class _BuildContext:
-    """What the C++ decoder (_core.ObjectTree.build) asks Python for: arrays, dtypes, the
-    builders of special types (given their decoded state), the call rule and the checks of
-    built objects (the same as model.py's _Decoder uses)."""
+    """What the builder of Python objects (_core.ObjectGraph.build) asks Python for: dtypes, the
+    builders of special types (given their built state), the call rule and the checks of built
+    objects."""
 
     frombuffer = staticmethod(np.frombuffer)
-    dtype_from_str = staticmethod(_dtype_from_str)
-    placeholder = _PLACEHOLDER
+    empty = staticmethod(np.empty)
+    np_dtype = staticmethod(np.dtype)
+    dtype_from_str = staticmethod(_graph_dtype)
     object_check = staticmethod(_validators.object_check)
     state_check = staticmethod(_validators.state_check)
-    special = _BUILDERS
+    special = _GRAPH_SPECIAL
+    object_array = staticmethod(_object_array)
+    bytes_array = staticmethod(_bytes_array)
 
-    def __init__(self, f: Any, mmap: bool, packed: str, pool: str | None, rules: _rules.CallRules):
-        loader = _Decoder(f, frozenset(), mmap, {"$packed": packed, "$pool": pool})
-        self.array = lambda name, kind=None: loader.array({"$array": name}, kind)
-        # The C++ decoder slices pooled arrays out of this (None: the file has no pool).
-        self.pool = loader.pool() if pool is not None else None
+    def __init__(self, rules: _rules.CallRules):
         self.rules = rules
 
     @staticmethod
-    def dtype_from_state(s: Any, from_table: bool) -> np.dtype:
-        return _table_dtype(s) if from_table else _dtype_from_state(s)
+    def aligned_copy(raw: np.ndarray) -> np.ndarray:
+        """A writable copy of a uint8 array, aligned to 64 bytes like a file image."""
+        buf = np.empty(raw.size + 64, dtype=np.uint8)
+        start = -buf.ctypes.data % 64
+        out = buf[start:start + raw.size]
+        out[...] = raw
+        return out
 
     @staticmethod
-    def object_array(items: list, shape: tuple) -> np.ndarray:
-        out = np.empty(len(items), dtype=object)
-        for j, x in enumerate(items):
-            out[j] = x
-        return out.reshape(shape)
+    def string_array(items: list, shape: tuple, hint: str) -> np.ndarray:
+        return _arrays._strings_to_numpy(items, shape, {"numpy_dtype": hint})
 
 
-_SPECIAL_NAMES = sorted(_SPECIAL_DECODERS)
-_BIT_GENERATOR_NAMES = sorted(_BIT_GENERATORS)
+def _object_graph(f: Any) -> Any:
+    """The file's object graph, decoded and checked by the C++ decoder (nothing is built)."""
+    text = f.content_json
+    if not text or text == "null":
+        raise _invalid("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
+    return _core.ObjectGraph(f)
 
 
-def _collect_types(v: Any, out: set, uses: set | None = None) -> None:
-    """Every type and function name under ``v`` into ``out`` and, with ``uses``, how each is
-    used (_reconstructors.USE_*), as _core.ObjectTree.names() and uses() do for packed trees."""
-    stack = [v]
-    pop = stack.pop
-    push = stack.append
-    extend = stack.extend
-    special = _SPECIAL_DECODERS
-    while stack:
-        x = pop()
-        t = type(x)
-        if t is list:
-            extend(x)
-        elif t is dict:
-            if len(x) == 1 and "$object" in x:
-                spec = x["$object"]
-                if type(spec) is dict:
-                    tn = spec.get("type")
-                    st = spec.get("state")
-                    if tn == "vitrify.global":
-                        if type(st) is not str:
-                            raise _invalid("vitrify.global state must be a name")
-                        out.add(st)
-                    elif type(tn) is str:
-                        if tn not in special:
-                            out.add(tn)
-                            if uses is not None:
-                                uses.add((tn, _use_of(st)))
-                        elif tn == "numpy.random.Generator" and type(st) is dict:
-                            bg = st.get("bit_generator")
-                            if type(bg) is str and bg not in _BIT_GENERATORS:
-                                out.add(bg)
-                    if type(st) is dict or type(st) is list:
-                        push(st)
-                else:
-                    push(spec)
-            else:
-                extend(x.values())
+def _names(g: Any) -> set[str]:
+    return set(g.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES))
 
 
-def _use_of(st: Any) -> str:
-    if type(st) is not dict or st.get("n") is not True:
-        return _rules.USE_CALL
-    return _rules.USE_NEW_ARGS if "kw" in st or st.get("a") not in (None, []) else _rules.USE_NEW
+def _uses(g: Any) -> set[tuple[str, str]]:
+    return {tuple(u) for u in g.uses(_SPECIAL_NAMES)}
 
 
-def _names(c: dict) -> set[str]:
-    tree = c.get("$tree")
-    if tree is not None:
-        return set(tree.names(_SPECIAL_NAMES, _BIT_GENERATOR_NAMES))
-    names: set[str] = set()
-    _collect_types(c.get("root"), names)
-    return names
-
-
-def _uses(c: dict) -> set[tuple[str, str]]:
-    tree = c.get("$tree")
-    if tree is not None:
-        return {tuple(u) for u in tree.uses(_SPECIAL_NAMES)}
-    uses: set[tuple[str, str]] = set()
-    _collect_types(c.get("root"), set(), uses)
-    return uses
-
-
-def _untrusted(c: dict, trusted: frozenset[str]) -> list[str]:
+def _untrusted(g: Any, trusted: frozenset[str]) -> list[str]:
     """Names load would refuse: untrusted ones, and trusted ones the file would have load call
     against the call rule (vitrify._reconstructors)."""
-    bad = {n for n in _names(c) if n not in trusted or _denied(n)}
-    bad.update(_rules.refused_uses(_uses(c), _default_trusted(), trusted))
+    bad = {n for n in _names(g) if n not in trusted or _denied(n)}
+    bad.update(_rules.refused_uses(_uses(g), _default_trusted(), trusted))
     return sorted(bad)
-
-
-def _content_for_load(f: Any) -> dict:
-    """The content, with a packed version-2 tree parsed by the C++ decoder (c["$tree"])."""
-    c = _content(f, parse_packed=False)
-    body = c.pop("$body", None)
-    if body is not None:
-        c["$tree"] = _core.ObjectTree(body)
-    return c
 
 
 def _open(source: Any, mmap: bool) -> Any:
@@ -1402,7 +692,7 @@ def get_untrusted_types(path: Any = None, *, data: bytes | None = None, trusted:
     """The names in a file that load() would refuse with the given ``trusted`` list. Nothing is
     imported or built."""
     f = _open(data if data is not None else path, True)
-    return _untrusted(_content_for_load(f), _trust_set(trusted))
+    return _untrusted(_object_graph(f), _trust_set(trusted))
 
 
 def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None) -> Any:
@@ -1412,9 +702,9 @@ def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | No
 
 def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None) -> Any:
     prog = _Progress("loading", progress)
-    c = _content_for_load(f)
+    g = _object_graph(f)
     ts = _trust_set(trusted)
-    names = _names(c)
+    names = _names(g)
     bad = sorted(n for n in names if n not in ts or _denied(n))
     if bad:
         denied = [n for n in bad if _denied(n)]
@@ -1423,7 +713,7 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
                                      "trusted because they run code or touch the system: "
                                      + ", ".join(denied))
         raise UntrustedTypeError(bad)
-    refused = _rules.refused_uses(_uses(c), _default_trusted(), ts)
+    refused = _rules.refused_uses(_uses(g), _default_trusted(), ts)
     if refused:
         raise _rules.refused(refused)
     rules = _rules.CallRules(_default_trusted(), ts, int(f.size))
@@ -1432,13 +722,8 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
         if env_text and env_text != "null":
             check_environment(json.loads(env_text), stacklevel=5)  # check_environment, _load_inner, _load, load(s), caller
     try:
-        tree = c.get("$tree")
-        if tree is not None:
-            resolved = {n: _resolve(n, ts) for n in names}
-            obj = tree.build(resolved, _BuildContext(f, mmap, c["$packed"], c.get("$pool"), rules))
-        else:
-            dec = _Decoder(f, ts, mmap, c, rules)
-            obj = dec.dec(c["root"])
+        resolved = {n: _resolve(n, ts) for n in names}
+        obj = g.build(resolved, _BuildContext(rules), not mmap)
     except VitrifyError:
         raise
     except RecursionError:

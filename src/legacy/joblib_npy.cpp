@@ -290,7 +290,7 @@ result<dtype_info> npy_dtype(const std::string& descr) {
     }
     if (sub->kind == 'U' || sub->kind == 'S' || sub->kind == 'V' || sub->big_endian)
       return bad("unsupported structured dtype field '" + std::string(item) + "'");
-    d.fields.push_back(pyobj::field{std::string(item.substr(0, colon)), sub->str, off});
+    d.fields.push_back(pyobj::field{std::string(item.substr(0, colon)), sub->str, off, {}});
     off += sub->itemsize;
   }
   if (off == 0) return bad("empty structured dtype");

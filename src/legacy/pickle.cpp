@@ -1606,7 +1606,7 @@ class machine {
           problem("unsupported structured dtype field '" + nm->text + "'");
           return true;
         }
-        s.fields.push_back(pyobj::field{nm->text, fd->second.str, static_cast<std::uint64_t>(off)});
+        s.fields.push_back(pyobj::field{nm->text, fd->second.str, static_cast<std::uint64_t>(off), {}});
       }
       set_dtype(n, s);
       return true;

@@ -31,20 +31,56 @@ result<std::vector<std::byte>> b64_decode(std::string_view s) {
   return out;
 }
 
-// ---- numpy dtype strings ----
-struct dtype_desc {
-  std::string str;            // canonical little-endian string ("<f8", "|b1", "V16")
-  std::uint64_t itemsize = 0;
-  char kind = 0;
-  bool big_endian = false;    // the description said '>'
-  std::vector<field> fields;  // structured
-};
+// ---- numpy dtypes (OBJECTS.md section 7) ----
+using spec_ptr = std::shared_ptr<const dtype_spec>;
 
-result<dtype_desc> parse_dtype_str(std::string_view s) {
+result<spec_ptr> parse_dtype_str(std::string_view s) {
   auto p = detail::parse_numpy_dtype(s);
   if (!p) return bad(std::move(p).err().message);
-  return dtype_desc{std::move(p->str), p->itemsize, p->kind, p->big_endian, {}};
+  auto d = std::make_shared<dtype_spec>();
+  d->str = std::move(p->str);
+  d->itemsize = p->itemsize;
+  d->kind = p->kind;
+  d->big_endian = p->big_endian && p->itemsize > 1;
+  return spec_ptr(std::move(d));
 }
+
+bool plain_numeric(const dtype_spec& d) {
+  return d.fields.empty() && !d.base && std::string_view("biufcmM").find(d.kind) != std::string_view::npos;
+}
+
+// A structured field: fixed-size numeric, a structure of such fields, or a sub-array of them
+// (raw bytes of object, S, U or V fields could become pointers or unchecked text).
+bool field_ok(const dtype_spec& d) {
+  if (d.base) return field_ok(*d.base);
+  if (!d.fields.empty()) return true;  // its own fields were checked when it was built
+  return plain_numeric(d);
+}
+
+// Elements built from bytes (b, p, r) and entries of the dtypes table: numeric, datetime, or a
+// structure of such fields. A sub-array dtype is refused here (numpy would add dimensions).
+bool fixed_size_ok(const dtype_spec& d) { return !d.base && (!d.fields.empty() || plain_numeric(d)); }
+
+// The dtype string a field records: consumers that only handle flat little-endian fields see a
+// big-endian one as ">..." and a nested structure or sub-array as "V<n>", and refuse them.
+std::string field_dtype_string(const dtype_spec& d) {
+  if (d.big_endian && !d.str.empty() && (d.str[0] == '<' || d.str[0] == '|')) return ">" + d.str.substr(1);
+  return d.str;
+}
+
+// A byte buffer aligned to 64 bytes (decoded arrays and pools).
+template <class T>
+struct align64_allocator {
+  using value_type = T;
+  align64_allocator() = default;
+  template <class U>
+  align64_allocator(const align64_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const align64_allocator<U>&) const noexcept { return true; }
+};
+using aligned_bytes = std::vector<std::byte, align64_allocator<std::byte>>;
 
 const value* dget(const value& v, std::string_view k) { return v.is(value::kind::dict) ? v.get(k) : nullptr; }
 
@@ -171,8 +207,10 @@ class decoder {
         // name them (a cycle); anything else is registered only once built (OBJECTS.md 5.2).
         const value& in = v.inner();
         const bool early = in.is(K::list) || in.is(K::dict) || (in.is(K::object) && !is_special_type(in.as_string()));
+        out.shared = true;
         if (early) shared_[v.as_int()] = self;
         VITRIFY_TRY(fill(out, in, depth + 1, self));
+        out.shared = true;  // fill() may have replaced the node's contents
         if (!early) shared_[v.as_int()] = self;
         return {};
       }
@@ -201,8 +239,10 @@ class decoder {
       return std::pair{*v, keep_};
     }
     VITRIFY_TRY(charge(info.decoded_length));
-    auto buf = std::make_shared<std::vector<std::byte>>(info.decoded_length);
-    VITRIFY_TRY(f_.read_into(i, *buf, true));
+    // Aligned like the arrays of a file image (64 bytes), so that views of a decoded pool keep
+    // the alignment the writer gave them.
+    auto buf = std::make_shared<aligned_bytes>(info.decoded_length);
+    VITRIFY_TRY(f_.read_into(i, std::span<std::byte>(buf->data(), buf->size()), true));
     std::span<const std::byte> s(buf->data(), buf->size());
     return std::pair{s, std::shared_ptr<const void>(buf)};
   }
@@ -220,12 +260,18 @@ class decoder {
       auto strs = f_.read_strings(i, true);
       if (!strs) return std::move(strs).err();
       a.strings = std::move(strs).value();
-      a.dtype = "O";
-      a.strings_are_objects = true;
+      // attrs.numpy_dtype: "object" for a numpy object array of str, "<U n" for unicode (never
+      // narrower than the longest item); anything else, or none, is unicode as wide as the
+      // longest item ("U").
+      a.dtype = "U";
       const value* hint = dget(info->attrs, "numpy_dtype");
-      if (hint && hint->is(value::kind::string) && hint->as_string() != "object") {
-        a.strings_are_objects = false;
-        a.dtype = hint->as_string();
+      if (hint && hint->is(value::kind::string)) {
+        if (hint->as_string() == "object") {
+          a.dtype = "O";
+          a.strings_are_objects = true;
+        } else if (auto p = detail::parse_numpy_dtype(hint->as_string()); p && p->kind == 'U') {
+          a.dtype = p->str;
+        }
       }
       return {};
     }
@@ -250,6 +296,7 @@ class decoder {
     if (!b) return std::move(b).err();
     a.data = b->first;
     a.owner = b->second;
+    set_region(a);
     if (info.type == dtype::bool_) {
       for (std::byte x : a.data)
         if (static_cast<unsigned>(x) > 1) return bad("bool array '" + info.name + "' holds a byte other than 0 or 1");
@@ -257,25 +304,43 @@ class decoder {
     return {};
   }
 
-  result<dtype_desc> dtype_of(const value& t, int depth = 0) {
+  result<spec_ptr> dtype_of(const value& t, int depth = 0) {
     if (depth > 8) return bad("dtype description nested too deeply");
-    if (t.is(value::kind::string)) return parse_dtype_str(t.as_string());
+    if (t.is(value::kind::string)) {
+      auto it = str_cache_.find(t.as_string());
+      if (it != str_cache_.end()) return it->second;
+      auto d = parse_dtype_str(t.as_string());
+      if (!d) return std::move(d).err();
+      if (str_cache_.size() < 4096) str_cache_.emplace(t.as_string(), *d);
+      return *d;
+    }
     if (t.is(value::kind::integer)) {
       if (!dtypes_ || t.as_int() < 0 || static_cast<std::uint64_t>(t.as_int()) >= dtypes_->items().size())
         return bad("invalid dtype index " + std::to_string(t.as_int()));
-      return dtype_of(dtypes_->items()[static_cast<std::size_t>(t.as_int())], depth + 1);
+      auto it = table_cache_.find(t.as_int());
+      if (it != table_cache_.end()) return it->second;
+      const value& entry = dtypes_->items()[static_cast<std::size_t>(t.as_int())];
+      if (entry.is(value::kind::integer)) return bad("a dtypes table entry cannot be a table index");
+      auto d = dtype_of(entry, depth + 1);
+      if (!d) return std::move(d).err();
+      if (!fixed_size_ok(**d)) return bad("dtypes table entry " + std::to_string(t.as_int()) + " is not a numeric or plain structured dtype");
+      table_cache_.emplace(t.as_int(), *d);
+      return *d;
     }
     if (const value* flds = dget(t, "fields")) {
       if (!flds->is(value::kind::list)) return bad("structured dtype fields must be a list");
-      dtype_desc d;
+      auto d = std::make_shared<dtype_spec>();
       std::int64_t itemsize = 0;
       if (!as_i64(dget(t, "itemsize"), itemsize) || itemsize <= 0 || static_cast<std::uint64_t>(itemsize) > detail::max_numpy_itemsize)
         return bad("invalid structured dtype itemsize");
-      if (const value* al = dget(t, "aligned"); al && !al->is(value::kind::boolean)) return bad("structured dtype 'aligned' must be a boolean");
+      if (const value* al = dget(t, "aligned")) {
+        if (!al->is(value::kind::boolean)) return bad("structured dtype 'aligned' must be a boolean");
+        d->aligned = al->as_bool();
+      }
       std::set<std::string_view> names;
-      d.itemsize = static_cast<std::uint64_t>(itemsize);
-      d.kind = 'V';
-      d.str = "V" + std::to_string(itemsize);
+      d->itemsize = static_cast<std::uint64_t>(itemsize);
+      d->kind = 'V';
+      d->str = "V" + std::to_string(itemsize);
       for (const auto& item : flds->items()) {
         if (!item.is(value::kind::list) || item.items().size() != 3 || !item.items()[0].is(value::kind::string) ||
             !item.items()[2].is(value::kind::integer))
@@ -284,19 +349,35 @@ class decoder {
           return fail(errc::duplicate_name, "object tree: structured dtype names field '" + item.items()[0].as_string() + "' twice");
         auto sub = dtype_of(item.items()[1], depth + 1);
         if (!sub) return std::move(sub).err();
-        if (sub->kind == 'O' || sub->kind == 'U' || sub->kind == 'S' || sub->kind == 'V')
-          return bad("structured dtypes may only have plain numeric fields");
+        if (!field_ok(**sub)) return bad("structured dtypes may only have plain numeric fields");
         std::int64_t off = item.items()[2].as_int();
-        if (off < 0 || static_cast<std::uint64_t>(off) > d.itemsize || sub->itemsize > d.itemsize - static_cast<std::uint64_t>(off)) return bad("structured dtype field outside its record");
-        if (sub->big_endian) return bad("big-endian structured fields are not supported");
-        d.fields.push_back(field{item.items()[0].as_string(), sub->str, static_cast<std::uint64_t>(off)});
+        if (off < 0 || static_cast<std::uint64_t>(off) > d->itemsize || (*sub)->itemsize > d->itemsize - static_cast<std::uint64_t>(off))
+          return bad("structured dtype field outside its record");
+        d->fields.push_back(field{item.items()[0].as_string(), field_dtype_string(**sub), static_cast<std::uint64_t>(off), *sub});
       }
-      return d;
+      return spec_ptr(std::move(d));
     }
-    if (dget(t, "base")) return unsupported_dtype();
+    if (const value* b = dget(t, "base")) {
+      // A sub-array description: numpy's (base, shape).
+      auto base = dtype_of(*b, depth + 1);
+      if (!base) return std::move(base).err();
+      auto shape = shape_of(dget(t, "shape"));
+      if (!shape) return std::move(shape).err();
+      auto cnt = detail::element_count(std::span<const std::int64_t>(*shape));
+      if (!cnt) return bad("sub-array dtype too large");
+      auto n = detail::byte_count(*cnt, (*base)->itemsize);
+      if (!n || *n > detail::max_numpy_itemsize) return bad("sub-array dtype too large");
+      auto d = std::make_shared<dtype_spec>();
+      d->itemsize = *n;
+      d->kind = 'V';
+      d->str = "V" + std::to_string(*n);
+      d->base = *base;
+      d->subshape = std::move(shape).value();
+      return spec_ptr(std::move(d));
+    }
     return bad("invalid dtype description");
   }
-  static error unsupported_dtype() { return fail(errc::bad_value, "object tree: sub-array dtypes are not supported"); }
+
 
   result<std::vector<std::int64_t>> shape_of(const value* s) {
     if (!s || !s->is(value::kind::list)) return bad("array shape must be a list");
@@ -316,7 +397,9 @@ class decoder {
     return n ? *n : UINT64_MAX;  // shape_of() checked it already
   }
 
-  // Bytes of an array of `shape` and `itemsize`, checked for overflow and charged to the budget.
+  // Bytes of an array of `shape` and `itemsize`, checked for overflow and charged to the budget
+  // (before anything checks that the bytes exist: a declared size over the budget is
+  // limit_exceeded whatever else is wrong).
   result<std::uint64_t> array_size(const std::vector<std::int64_t>& shape, std::uint64_t itemsize) {
     auto cnt = detail::element_count(std::span<const std::int64_t>(shape));
     if (!cnt) return bad(std::move(cnt).err().message);
@@ -326,30 +409,41 @@ class decoder {
     return *n;
   }
 
-  // A numeric or plain structured array from its stored bytes (inline or pooled, C order of the
-  // stored shape): bool bytes checked, big-endian data swapped into a private copy.
-  result<void> fixed_size(ndarray& a, const dtype_desc& dt, std::vector<std::int64_t> shape, std::span<const std::byte> bytes,
+  // A numeric or plain structured array from its stored bytes (inline, pooled or raw, C order
+  // of the stored shape): bool bytes checked, big-endian numeric data swapped into a private
+  // copy (structured records keep their bytes; `spec` says what each field is).
+  result<void> fixed_size(ndarray& a, const spec_ptr& dt, std::vector<std::int64_t> shape, std::span<const std::byte> bytes,
                           std::shared_ptr<const void> owner, bool fortran) {
-    if (dt.kind == 'b')
+    if (dt->kind == 'b')
       for (std::byte x : bytes)
         if (static_cast<unsigned>(x) > 1) return bad("bool array holds a byte other than 0 or 1");
-    a.dtype = dt.str;
-    a.itemsize = dt.itemsize;
-    a.fields = dt.fields;
+    a.dtype = dt->str;
+    a.itemsize = dt->itemsize;
+    a.fields = dt->fields;
+    a.spec = dt;
     a.shape = std::move(shape);
     a.data = bytes;
     a.owner = std::move(owner);
-    if (dt.big_endian) {
+    if (dt->big_endian) {
+      VITRIFY_TRY(charge(bytes.size()));
       auto buf = std::make_shared<std::vector<std::byte>>(bytes.begin(), bytes.end());
-      byteswap_inplace(buf->data(), a.count(), dt.kind == 'c' ? dt.itemsize / 2 : dt.itemsize);
+      byteswap_inplace(buf->data(), a.count(), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
       a.data = std::span<const std::byte>(buf->data(), buf->size());
       a.owner = buf;
     }
+    set_region(a);
     if (fortran) {
       std::reverse(a.shape.begin(), a.shape.end());
       a.fortran = true;
     }
     return {};
+  }
+
+  // The buffer a.owner keeps alive: the file image, the pool, or exactly a.data.
+  void set_region(ndarray& a) const {
+    if (a.owner && a.owner == keep_) a.region = f_.bytes();
+    else if (have_pool_ && a.owner && a.owner == pool_owner_) a.region = pool_;
+    else a.region = a.data;
   }
 
   result<void> ndarray_node(node& out, const value& st, std::uint32_t depth) {
@@ -364,14 +458,20 @@ class decoder {
       return bad("invalid array order (only \"F\" may be written)");
     const bool fortran = order && order->is(value::kind::string);
     const value* t = key("t", "dtype");
-    if (const value* b = dget(st, "b"); b && !v1_) {
-      if (!b->is(value::kind::string) || !t) return bad("invalid inline array");
+    auto fixed_dtype = [&](const char* what) -> result<spec_ptr> {
+      if (!t) return bad(std::string(what) + " array without dtype");
       auto dt = dtype_of(*t);
       if (!dt) return std::move(dt).err();
-      if (dt->kind == 'O' || dt->kind == 'U' || dt->kind == 'S') return bad("inline arrays cannot have dtype " + dt->str);
+      if (!fixed_size_ok(**dt)) return bad(std::string(what) + " arrays cannot have dtype " + (*dt)->str);
+      return *dt;
+    };
+    if (const value* b = dget(st, "b"); b && !v1_) {
+      if (!b->is(value::kind::string)) return bad("invalid inline array");
+      auto dt = fixed_dtype("inline");
+      if (!dt) return std::move(dt).err();
       auto shape = shape_of(dget(st, "s"));
       if (!shape) return std::move(shape).err();
-      auto nbytes = array_size(*shape, dt->itemsize);
+      auto nbytes = array_size(*shape, (*dt)->itemsize);
       if (!nbytes) return std::move(nbytes).err();
       // base64 holds 3 bytes per 4 characters: compare before decoding anything.
       if (b->as_string().size() / 4 * 3 < *nbytes) return bad("inline array size does not match dtype and shape");
@@ -387,14 +487,13 @@ class decoder {
       if (!p->is(value::kind::list) || p->items().size() != 2 || !p->items()[0].is(value::kind::integer) ||
           !p->items()[1].is(value::kind::integer))
         return bad("a pooled array reference must be [offset, nbytes]");
-      if (!t) return bad("pooled array without dtype");
-      auto dt = dtype_of(*t);
+      auto dt = fixed_dtype("pooled");
       if (!dt) return std::move(dt).err();
-      if (dt->kind == 'O' || dt->kind == 'U' || dt->kind == 'S') return bad("pooled arrays cannot have dtype " + dt->str);
+      if ((*dt)->itemsize == 0) return bad("pooled arrays cannot have a zero-size dtype");
       auto shape = shape_of(dget(st, "s"));
       if (!shape) return std::move(shape).err();
       const std::int64_t off = p->items()[0].as_int(), n = p->items()[1].as_int();
-      auto nbytes = array_size(*shape, dt->itemsize);
+      auto nbytes = array_size(*shape, (*dt)->itemsize);
       if (!nbytes) return std::move(nbytes).err();
       if (n < 0 || off < 0 || static_cast<std::uint64_t>(n) != *nbytes) return bad("pooled array size does not match dtype and shape");
       if (!detail::in_range(static_cast<std::uint64_t>(off), static_cast<std::uint64_t>(n), pool_.size()))
@@ -414,7 +513,8 @@ class decoder {
         auto dt = dtype_of(*t);
         if (!dt) return std::move(dt).err();
         // `t` records a big-endian original; the writer stored the values little-endian.
-        if (dt->itemsize != a.itemsize || dt->kind == 'O' || dt->kind == 'V') return bad("array dtype does not match its data");
+        if ((*dt)->itemsize != a.itemsize || (*dt)->kind == 'O' || (*dt)->kind == 'V') return bad("array dtype does not match its data");
+        a.spec = *dt;
       }
       if (fortran) {
         std::reverse(a.shape.begin(), a.shape.end());
@@ -452,12 +552,14 @@ class decoder {
       return {};
     }
     const value* r = key("r", "raw");
-    const value* y = key("y", "bytes");
+    const value* y = r ? nullptr : key("y", "bytes");
     if (r || y) {
       if (!t) return bad("raw array without dtype");
-      auto dt = dtype_of(*t);
-      if (!dt) return std::move(dt).err();
-      if (dt->kind == 'O') return bad("object dtypes cannot come from raw bytes");
+      auto dtr = dtype_of(*t);
+      if (!dtr) return std::move(dtr).err();
+      const spec_ptr dt = *dtr;
+      // r: numeric, datetime or plain structured; y: fixed-width bytes (OBJECTS.md 6.3).
+      if (r ? !fixed_size_ok(*dt) : dt->kind != 'S') return bad(std::string("raw arrays (") + (r ? "r" : "y") + ") cannot have dtype " + dt->str);
       auto fa = find_array(r ? *r : *y);
       if (!fa) return std::move(fa).err();
       auto [i, info] = *fa;
@@ -469,35 +571,30 @@ class decoder {
       if (info->count != *nbytes) return bad("raw array size does not match dtype and shape");
       auto bytes = array_bytes(i);
       if (!bytes) return std::move(bytes).err();
-      a.shape = std::move(shape).value();
-      if (dt->kind == 'S' || dt->kind == 'U') {
+      std::vector<std::int64_t> stored = std::move(shape).value();
+      // Version 1 recorded the logical shape of a Fortran array, versions 2 and 3 the stored one.
+      if (fortran && v1_) std::reverse(stored.begin(), stored.end());
+      if (dt->kind == 'S') {
         // Fixed-width byte strings (numpy strips trailing NULs on access).
-        if (dt->kind == 'U') return bad("unicode arrays are stored as string arrays");
         a.dtype = dt->str;
-        for (std::uint64_t k = 0; k < product(a.shape); ++k) {
-          const char* p = reinterpret_cast<const char*>(bytes->first.data()) + k * dt->itemsize;
+        a.spec = dt;
+        a.shape = std::move(stored);
+        const std::uint64_t count = product(a.shape);
+        VITRIFY_TRY(charge(count * sizeof(std::string)));
+        a.strings.reserve(count);
+        for (std::uint64_t k = 0; k < count; ++k) {
+          const char* q = reinterpret_cast<const char*>(bytes->first.data()) + k * dt->itemsize;
           std::size_t len = dt->itemsize;
-          while (len && p[len - 1] == '\0') --len;
-          a.strings.emplace_back(p, len);
+          while (len && q[len - 1] == '\0') --len;
+          a.strings.emplace_back(q, len);
+        }
+        if (fortran) {
+          std::reverse(a.shape.begin(), a.shape.end());
+          a.fortran = true;
         }
         return {};
       }
-      a.dtype = dt->str;
-      a.itemsize = dt->itemsize;
-      a.fields = dt->fields;
-      a.data = bytes->first;
-      a.owner = bytes->second;
-      if (dt->big_endian) {
-        auto buf = std::make_shared<std::vector<std::byte>>(a.data.begin(), a.data.end());
-        byteswap_inplace(buf->data(), a.count(), dt->kind == 'c' ? dt->itemsize / 2 : dt->itemsize);
-        a.data = std::span<const std::byte>(buf->data(), buf->size());
-        a.owner = buf;
-      }
-      if (fortran) {
-        if (!v1_) std::reverse(a.shape.begin(), a.shape.end());
-        a.fortran = true;
-      }
-      return {};
+      return fixed_size(a, dt, std::move(stored), bytes->first, bytes->second, fortran);
     }
     return bad("invalid numpy.ndarray state");
   }
@@ -516,8 +613,9 @@ class decoder {
       const value* t = dget(st, v1_ ? "dtype" : "t");
       const value* b = dget(st, v1_ ? "bytes" : "b");
       if (!t || !b || !b->is(value::kind::string)) return bad("invalid numpy scalar");
-      auto dt = dtype_of(*t);
-      if (!dt) return std::move(dt).err();
+      auto dtr = dtype_of(*t);
+      if (!dtr) return std::move(dtr).err();
+      const spec_ptr dt = *dtr;
       if (dt->kind == 'O') return bad("object scalars are not allowed");
       auto raw = b64_decode(b->as_string());
       if (!raw) return std::move(raw).err();
@@ -529,19 +627,22 @@ class decoder {
       out.arr->dtype = dt->str;
       out.arr->itemsize = dt->itemsize;
       out.arr->fields = dt->fields;
+      out.arr->spec = dt;
       out.arr->data = std::span<const std::byte>(buf->data(), buf->size());
       out.arr->owner = buf;
       return {};
     }
     if (type == "numpy.dtype") {
-      auto dt = dtype_of(st);
-      if (!dt) return std::move(dt).err();
+      auto dtr = dtype_of(st);
+      if (!dtr) return std::move(dtr).err();
+      const spec_ptr dt = *dtr;
       out.k = node::kind::dtype;
       out.text = dt->str;
       out.arr = std::make_shared<ndarray>();
       out.arr->dtype = dt->str;
       out.arr->itemsize = dt->itemsize;
       out.arr->fields = dt->fields;
+      out.arr->spec = dt;
       return {};
     }
     if (type == "builtins.set" || type == "builtins.frozenset") {
@@ -682,6 +783,8 @@ class decoder {
   std::uint64_t nodes_ = 0;
   std::uint64_t budget_;  // bytes the graph may still declare
   std::unordered_map<std::int64_t, node_ptr> shared_;
+  std::unordered_map<std::string, spec_ptr> str_cache_;     // dtype strings already parsed
+  std::unordered_map<std::int64_t, spec_ptr> table_cache_;  // dtypes table entries already checked
 };
 
 }  // namespace
@@ -694,6 +797,7 @@ std::uint64_t ndarray::count() const noexcept {
 
 char ndarray::kind() const noexcept {
   if (dtype == "O") return 'O';
+  if (dtype == "U") return 'U';
   if (dtype == "bfloat16" || dtype.rfind("float8_", 0) == 0) return 'f';
   if (dtype.size() >= 2) return (dtype[0] == '<' || dtype[0] == '>' || dtype[0] == '|' || dtype[0] == '=') ? dtype[1] : dtype[0];
   return '?';

@@ -224,7 +224,7 @@ TEST(ObjectReferences, DtypeTableIds) {
   EXPECT_EQ(decode_code(tree(arr("4"), dtypes)), errc::bad_value);     // out of range
   EXPECT_EQ(decode_code(tree(arr("-1"), dtypes)), errc::bad_value);
   EXPECT_EQ(decode_code(tree(arr("1"), dtypes)), errc::bad_value);     // refers to itself
-  EXPECT_EQ(decode_code(tree(arr("3"), dtypes)), errc::ok);            // 3 -> 2 -> 0: a chain within the bound
+  EXPECT_EQ(decode_code(tree(arr("3"), dtypes)), errc::bad_value);     // an entry is not itself an index (OBJECTS.md 7.2)
   EXPECT_EQ(decode_code(tree(arr("0"))), errc::bad_value);             // no table
 }
 

@@ -1,7 +1,8 @@
 """The load-time call rule and the checks of built objects (docs/LOAD_RULES.md).
 
-Every crafted file is loaded through both object decoders: the C++ builder of packed trees
-(bind_objects.cpp) and model.py's _Decoder (version-1 tree in the header). Files that could crash
+Every crafted file is loaded in both encodings the one decoder reads: a version-3 packed tree
+and the same tree in the version-1 form (header tree, long state keys), so the compatibility
+path of the decoder (src/tree/pyobj.cpp) meets every hostile case too. Files that could crash
 or allocate gigabytes if a check regressed are loaded in a child process under a 1.5 GiB
 address-space limit, so that a crash fails the test instead of killing pytest."""
 
@@ -36,23 +37,45 @@ DECODERS = ("packed", "header")
 # Crafting files
 # ------------------------------------------------------------------------------------------
 
+def _array_bytes(f, name: str) -> bytes:
+    i = f.find(name)
+    info = f.array_info(i)
+    out = np.empty(int(info["decoded_length"]), dtype=np.uint8)
+    f.read_into(i, out, True)
+    return out.tobytes()
+
+
 def _parts(data: bytes) -> tuple[dict, bytes]:
     """The unpacked body (root, keys, dtypes) and the pool bytes of a dumps() image."""
     f = _core.File.from_bytes(data, True)
-    c = model._content(f)
-    pool = bytes(model._load_pool(f, c["$pool"], False)) if c.get("$pool") else b""
-    return {"root": c["root"], "keys": c.get("keys", []), "dtypes": c.get("dtypes", [])}, pool
+    c = json.loads(f.content_json)
+    body = json.loads(_array_bytes(f, c["packed"]["$array"]))
+    pool = _array_bytes(f, c["pool"]["$array"]) if "pool" in c else b""
+    return {"root": body["root"], "keys": body.get("keys", []), "dtypes": body.get("dtypes", [])}, pool
 
 
+def _desc_dtype(desc) -> np.dtype:
+    """numpy dtype of a dtype string or structured description (docs/OBJECTS.md 7.2)."""
+    if type(desc) is str:
+        return np.dtype(desc)
+    return np.dtype({"names": [f[0] for f in desc["fields"]], "formats": [_desc_dtype(f[1]) for f in desc["fields"]],
+                     "offsets": [f[2] for f in desc["fields"]], "itemsize": desc["itemsize"]})
+
+
+# docs/OBJECTS.md section 3: version 1 spelled the members of object states out.
+_V1_REDUCE_KEYS = {"new": "n", "args": "a", "kwargs": "kw", "state": "s", "listitems": "li",
+                   "dictitems": "di"}
+_V1_NDARRAY_KEYS = {"data": "d", "order": "o", "dtype": "t", "strings": "u", "raw": "r",
+                    "bytes": "y", "shape": "s", "items": "i"}
+_V1_GENERIC_KEYS = {"dtype": "t", "bytes": "b"}
 _TO_V1 = {t: {v: k for k, v in keys.items()} for t, keys in (
-    ("numpy.ndarray", model._V1_NDARRAY_KEYS), ("numpy.generic", model._V1_GENERIC_KEYS),
-    (None, model._V1_REDUCE_KEYS))}
+    ("numpy.ndarray", _V1_NDARRAY_KEYS), ("numpy.generic", _V1_GENERIC_KEYS),
+    (None, _V1_REDUCE_KEYS))}
 
 
 def _to_v1(node, body: dict, pool: bytes, add_raw):
     """``node`` of a version-3 body in the version-1 form (header tree, long state keys, no
-    keyset or dtype tables): the only form model.py's _Decoder reads (docs/OBJECTS.md section
-    3). Inline and pooled arrays become raw byte arrays of the file (``add_raw``)."""
+    keyset or dtype tables; docs/OBJECTS.md section 3). Inline and pooled arrays become raw byte arrays of the file (``add_raw``)."""
     if type(node) is list:
         return [_to_v1(x, body, pool, add_raw) for x in node]
     if type(node) is not dict:
@@ -78,7 +101,7 @@ def _to_v1(node, body: dict, pool: bytes, add_raw):
             st = {"r": {"$array": add_raw(raw)}, "t": st["t"], "s": shape,
                   **({"o": "F"} if "o" in st else {})}
         st = {_TO_V1[t].get(k, k): _to_v1(v, body, pool, add_raw) for k, v in st.items()}
-    elif t not in model._SPECIAL_DECODERS and type(st) is dict:
+    elif t not in model._SPECIAL_NAMES and type(st) is dict:
         st = dict(st)
         if "k" in st and type(st.get("s")) is list:
             st["s"] = dict(zip(body["keys"][st.pop("k")], st["s"]))
@@ -392,7 +415,7 @@ def test_tree_nodes_with_fields_in_another_order_are_refused(tmp_path, decoder):
     # n_node_samples first, left_child sixth: both intp, so scikit-learn's cast accepts it and
     # left_child becomes the sample counts
     fields[0], fields[5] = fields[5], fields[0]
-    assert np.dtype(model._dtype_from_state(desc)).names[0] == "n_node_samples"
+    assert _desc_dtype(desc).names[0] == "n_node_samples"
     assert _load_in_child(_file(body, pool, decoder), tmp_path) == "REFUSED InvalidStateError"
 
 
@@ -456,7 +479,7 @@ def _tamper_tree_array(body, pool, index, fn):
     spec = _tree_state_tuple(body)
     arr = spec["state"]["s"]["$tuple"][index]["$object"]["state"]
     off, n = arr["p"]
-    dt = np.dtype(model._dtype_from_state(body["dtypes"][arr["t"]])) if type(arr["t"]) is int \
+    dt = _desc_dtype(body["dtypes"][arr["t"]]) if type(arr["t"]) is int \
         else np.dtype(arr["t"])
     buf = bytearray(pool)
     a = np.frombuffer(buf, dtype=dt, count=n // dt.itemsize, offset=off)
