@@ -138,6 +138,11 @@ class graph {
   /// Keep `owner` alive as long as the graph (e.g. a decoded buffer several arrays view).
   void keep(std::shared_ptr<const void> owner) { keep_.push_back(std::move(owner)); }
   [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
+  /// fn(node) for every node the graph owns (each once, in creation order, without recursion).
+  template <class F>
+  void each_node(F&& fn) const {
+    for (const node& n : nodes_) fn(n);
+  }
   node_ptr root = nullptr;
 
  private:

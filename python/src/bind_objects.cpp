@@ -42,36 +42,6 @@ nb::object check(PyObject* p) {
   return nb::steal(p);
 }
 
-// Every node reachable from the root, each once (the graph may share nodes and hold cycles).
-template <class F>
-void each_node(const po::node* root, F&& fn) {
-  std::vector<const po::node*> stack{root};
-  std::set<const po::node*> seen;
-  while (!stack.empty()) {
-    const po::node* n = stack.back();
-    stack.pop_back();
-    if (!n || !seen.insert(n).second) continue;
-    fn(*n);
-    for (auto* x : n->items) stack.push_back(x);
-    for (auto& [k, v] : n->entries) {
-      stack.push_back(k);
-      stack.push_back(v);
-    }
-    if (n->arr)
-      for (auto* x : n->arr->items) stack.push_back(x);
-    if (n->obj) {
-      for (auto* x : n->obj->args) stack.push_back(x);
-      stack.push_back(n->obj->kwargs);
-      stack.push_back(n->obj->state);
-      for (auto* x : n->obj->listitems) stack.push_back(x);
-      for (auto& [k, v] : n->obj->dictitems) {
-        stack.push_back(k);
-        stack.push_back(v);
-      }
-    }
-  }
-}
-
 class object_graph {
  public:
   object_graph(const File& fh, std::optional<std::uint64_t> extra_bytes) : writable_(fh.writable) {
@@ -91,15 +61,17 @@ class object_graph {
 
   // Every type and function name build() may resolve: object types (but the special types the
   // builder makes from their state), globals, and a Generator's bit generator when it is not one
-  // of numpy's own.
+  // of numpy's own. Every node the graph owns is reachable from its root (the decoder attaches
+  // each node it makes), so one pass over the graph's storage sees them all.
   std::vector<std::string> names(const std::vector<std::string>& special, const std::vector<std::string>& bit_generators) const {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::string, std::less<>> bg(bit_generators.begin(), bit_generators.end());
-    std::set<std::string> out;
-    each_node(g_->root, [&](const po::node& n) {
+    std::set<std::string, std::less<>> out;
+    g_->each_node([&](const po::node& n) {
       if (n.k == NK::global) {
-        out.insert(n.text);
+        if (!out.count(n.text)) out.insert(n.text);
       } else if (n.k == NK::object && n.obj) {
+        if (out.count(n.obj->type)) return;
         if (!sp.count(n.obj->type)) {
           out.insert(n.obj->type);
         } else if (n.obj->type == "numpy.random.Generator" && n.obj->state) {
@@ -116,7 +88,7 @@ class object_graph {
   std::vector<std::pair<std::string, std::string>> uses(const std::vector<std::string>& special) const {
     std::set<std::string, std::less<>> sp(special.begin(), special.end());
     std::set<std::pair<std::string, std::string>> out;
-    each_node(g_->root, [&](const po::node& n) {
+    g_->each_node([&](const po::node& n) {
       if (n.k == NK::global) {
         out.emplace(n.text, "global");
       } else if (n.k == NK::object && n.obj && !sp.count(n.obj->type)) {
@@ -246,8 +218,19 @@ class builder {
 
   void fill_dict(nb::dict& d, const po::node& n, bool intern_keys) {
     for (const auto& [k, v] : n.entries) {
-      nb::object key = dec(k);
-      if (intern_keys && PyUnicode_CheckExact(key.ptr())) PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&key));
+      nb::object key;
+      if (intern_keys && k && k->k == NK::string && !k->shared) {
+        // Attribute names: one interned str per distinct name and build, as Python's own.
+        auto it = key_cache_.find(k->text);
+        if (it == key_cache_.end()) {
+          nb::object s = str(k->text);
+          PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&s));
+          it = key_cache_.emplace(k->text, std::move(s)).first;
+        }
+        key = it->second;
+      } else {
+        key = dec(k);
+      }
       nb::object val = dec(v);
       if (PyDict_SetItem(d.ptr(), key.ptr(), val.ptr()) != 0) {
         PyErr_Clear();
@@ -527,6 +510,7 @@ class builder {
       object_check_fn_, state_check_fn_, frombuffer_, empty_, aligned_copy_, np_dtype_, object_setstate_;
   bool copy_file_;
   std::unordered_map<const po::node*, nb::object> memo_;
+  std::unordered_map<std::string, nb::object> key_cache_;
   std::unordered_map<const std::byte*, nb::object> regions_;
   std::unordered_map<std::string, type_info> type_cache_;
   std::unordered_map<std::string, nb::object> dtype_str_cache_;

@@ -13,9 +13,9 @@ A file may name trusted classes and functions, but the only code load runs for t
   which check the decoded state before using it.
 
 Trusted functions (a ``FunctionTransformer``'s ``func``, ``numpy.log``) are restored as
-references (``vitrify.global``) and never called. Both object decoders (model.py ``_Decoder``
-and the C++ builder of bind_objects.cpp) run this table; load refuses a file that calls anything
-else before anything is built (:func:`refused_uses`).
+references (``vitrify.global``) and never called. The builder of Python objects
+(python/src/bind_objects.cpp, over the graph of the one object decoder) runs this table; load
+refuses a file that calls anything else before anything is built (:func:`refused_uses`).
 
 Names the caller passes in ``trusted=`` that are not on the default list are the caller's own
 code: they may be called and given ``__new__`` arguments.
@@ -387,7 +387,7 @@ def _build_generator(s: Any) -> np.random.Generator:
 
 
 def special_builders(dtype_from_state: Callable) -> dict[str, Callable]:
-    """type name -> builder(decoded state), shared by both decoders."""
+    """type name -> builder(built state), used by the builder of Python objects."""
     return {
         "numpy.dtype": dtype_from_state,
         "numpy.random.RandomState": _build_random_state,

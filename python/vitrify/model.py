@@ -1,7 +1,8 @@
 """Save and load Python objects (scikit-learn estimators above all) without pickle.
 
-``dump`` turns an object graph into the inert typed-value tree of the vitrify format (stored in
-the header's ``content`` section) plus out-of-line arrays; ``load`` rebuilds it. Loading never
+``dump`` turns an object graph into the inert object encoding of docs/OBJECTS.md (a packed tree
+and an array pool, written by the C++ encoder); ``load`` has the C++ decoder turn the file into
+an inert, checked graph and builds the objects from it (python/src/bind_objects.cpp). Loading never
 imports a module whose name is not on the trusted list, and the file cannot widen that list; it
 calls nothing but ``__new__``/``__setstate__`` of trusted classes and the checked reconstructors
 of vitrify._reconstructors, then checks the built objects (vitrify._validators). Array data never

@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "render.hpp"
+#include "vitrify/pyobj.hpp"
 #include "vitrify/vitrify.hpp"
 
 namespace vitrify::cli {
@@ -114,6 +115,19 @@ void print_text(const file& f, const std::string& path) {
     } else {
       out += "\ncontent: " + inline_value(f.content(), 72) + " (" + std::to_string(count_nodes(f.content())) +
              " nodes)\n";
+    }
+    // The object graph, through the one object decoder (docs/OBJECTS.md): its size and every
+    // type and function name it refers to, or why the decoder refuses it. Nothing is built.
+    const value* kind = f.content().get("kind");
+    if (kind && kind->is(value::kind::string) && kind->as_string() == "vitrify.python-object") {
+      auto g = pyobj::decode_objects(f);
+      if (!g) {
+        out += "objects: refused by the object decoder (" + std::string(errc_name(g.code())) + "): " + g.err().message + '\n';
+      } else {
+        const auto names = pyobj::referenced_names(*(*g)->root);
+        out += "objects: " + std::to_string((*g)->size()) + " nodes, " + std::to_string(names.size()) + " type and function names\n";
+        for (const auto& n : names) out += "  " + n + '\n';
+      }
     }
   }
 
