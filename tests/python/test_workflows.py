@@ -272,10 +272,12 @@ def test_load_warns_when_saved_with_another_version(tmp_path, monkeypatch):
     check_env=False), and the model still loads."""
     from sklearn.linear_model import LogisticRegression
 
-    real = vitrify.model._package_versions
+    from vitrify import _environment
+
+    real = _environment._package_versions
     path = tmp_path / "old.vit"
     with monkeypatch.context() as m:
-        m.setattr(vitrify.model, "_package_versions",
+        m.setattr(_environment, "_package_versions",
                   lambda: {**real(), "scikit-learn": "0.0.1"})
         vitrify.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), path)
     assert vitrify.inspect(path)["environment"]["packages"]["scikit-learn"] == "0.0.1"

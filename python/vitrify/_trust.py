@@ -1,0 +1,200 @@
+"""Which names vitrify.load may import (docs/LOAD_RULES.md, docs/SECURITY.md).
+
+The trusted list (numpy, scipy and scikit-learn names that ``dump`` writes, plus what the caller
+adds), the names that are never trusted because they run code or touch the system, the public
+import path of a class or function (what ``dump`` records) and the import of a trusted name."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+import threading
+from typing import Any, Iterable
+
+import numpy as np
+
+from ._reconstructors import UntrustedTypeError
+from .errors import ArgumentError, FormatError
+
+# ------------------------------------------------------------------------------------------
+# Trust
+# ------------------------------------------------------------------------------------------
+
+# Names that run code or touch the system: refused even when a caller lists them.
+_DENY_MODULE_PREFIXES = (
+    "os", "posix", "nt", "subprocess", "sys", "importlib", "pickle", "_pickle", "marshal", "shutil",
+    "socket", "ctypes", "runpy", "code", "codeop", "pty", "webbrowser", "multiprocessing", "signal",
+    "threading", "_thread", "asyncio", "io", "_io", "pathlib", "tempfile", "shelve", "dbm", "http",
+    "urllib", "ftplib", "smtplib", "telnetlib", "pdb", "bdb", "trace", "inspect", "gc", "builtins.eval",
+    "joblib", "cloudpickle", "dill", "torch", "numpy.testing", "numpy.distutils", "numpy.f2py",
+    "numpy.lib.npyio", "scipy._lib._testutils", "sklearn.utils._testing", "sklearn.externals",
+    "__main__", "typing", "operator",
+)
+_DENY_NAMES = frozenset({
+    "builtins.eval", "builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__",
+    "builtins.getattr", "builtins.setattr", "builtins.delattr", "builtins.globals", "builtins.locals",
+    "builtins.vars", "builtins.input", "builtins.breakpoint", "builtins.exit", "builtins.quit",
+    "builtins.help", "builtins.memoryview", "builtins.type", "builtins.object", "builtins.super",
+    "builtins.classmethod", "builtins.staticmethod", "builtins.property", "functools.reduce",
+    "numpy.load", "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile", "numpy.memmap",
+    "numpy.save", "numpy.savez", "numpy.ctypeslib", "numpy.frompyfunc", "numpy.vectorize",
+    "numpy.piecewise", "numpy.apply_along_axis", "numpy.apply_over_axes",
+})
+
+
+@functools.lru_cache(maxsize=4096)
+def _denied(name: str) -> bool:
+    if name in _DENY_NAMES:
+        return True
+    for p in _DENY_MODULE_PREFIXES:
+        if name == p or name.startswith(p + "."):
+            return True
+    return False
+
+
+# Types and functions that dump() produces for numpy, scipy and the standard library.
+_BASE_TRUSTED = frozenset({
+    "builtins.set", "builtins.frozenset", "builtins.complex", "builtins.slice", "builtins.range",
+    "builtins.bytearray", "builtins.dict", "builtins.list", "builtins.tuple", "builtins.int",
+    "builtins.float", "builtins.str", "builtins.bool", "builtins.bytes", "builtins.NoneType",
+    "collections.OrderedDict", "collections.defaultdict", "collections.Counter", "collections.deque",
+    "functools.partial",
+    "numpy.ndarray", "numpy.dtype", "numpy.generic", "numpy.random.RandomState",
+    "numpy.random.Generator", "numpy.ma.MaskedArray",
+    "numpy.bool_", "numpy.int8", "numpy.int16", "numpy.int32", "numpy.int64", "numpy.uint8",
+    "numpy.uint16", "numpy.uint32", "numpy.uint64", "numpy.float16", "numpy.float32",
+    "numpy.float64", "numpy.longdouble", "numpy.complex64", "numpy.complex128", "numpy.str_",
+    "numpy.bytes_", "numpy.object_", "numpy.datetime64", "numpy.timedelta64", "numpy.intc",
+    "numpy.uintc", "numpy.number", "numpy.integer", "numpy.floating", "numpy.inexact",
+    "scipy.sparse.csr_matrix", "scipy.sparse.csc_matrix", "scipy.sparse.coo_matrix",
+    "scipy.sparse.bsr_matrix", "scipy.sparse.dia_matrix", "scipy.sparse.lil_matrix",
+    "scipy.sparse.dok_matrix", "scipy.sparse.csr_array", "scipy.sparse.csc_array",
+    "scipy.sparse.coo_array", "scipy.sparse.bsr_array", "scipy.sparse.dia_array",
+    "scipy.sparse.lil_array", "scipy.sparse.dok_array", "scipy.interpolate.BSpline",
+    "scipy._lib.array_api_compat.numpy.asarray",
+    # numpy ufuncs and array functions scikit-learn stores as parameters
+    "numpy.log", "numpy.log1p", "numpy.exp", "numpy.expm1", "numpy.sqrt", "numpy.square",
+    "numpy.abs", "numpy.absolute", "numpy.mean", "numpy.median", "numpy.sum", "numpy.max",
+    "numpy.min", "numpy.nanmean", "numpy.nanmedian", "numpy.float64", "numpy.float32",
+    "numpy.int64", "numpy.int32", "numpy.bool_", "numpy.nan", "numpy.inf", "numpy.sin",
+    "numpy.cos", "numpy.tanh", "numpy.argmax", "numpy.argmin", "numpy.amax", "numpy.amin",
+    "numpy.ravel", "numpy.ones", "numpy.zeros",
+})
+
+_sklearn_trusted_cache: frozenset[str] | None = None
+_trust_lock = threading.Lock()
+
+
+def _sklearn_trusted() -> frozenset[str]:
+    """scikit-learn names dump() produces: from the list shipped with vitrify (generated by
+    scripts/gen_trusted_types.py over all_estimators() and their fitted internals)."""
+    global _sklearn_trusted_cache
+    if _sklearn_trusted_cache is None:
+        with _trust_lock:
+            if _sklearn_trusted_cache is None:
+                path = os.path.join(os.path.dirname(__file__), "trusted_types.txt")
+                names = set()
+                with open(path, encoding="utf-8") as fh:
+                    for line in fh:
+                        line = line.strip()
+                        if line and not line.startswith("#"):
+                            names.add(line)
+                _sklearn_trusted_cache = frozenset(names)
+    return _sklearn_trusted_cache
+
+
+@functools.cache
+def _default_trusted() -> frozenset[str]:
+    return _BASE_TRUSTED | _sklearn_trusted()
+
+
+def default_trusted_types() -> frozenset[str]:
+    """The names load() admits without being told: numpy, scipy, scikit-learn, builtins."""
+    return _default_trusted()
+
+
+def _trust_set(trusted: Iterable[str] | None) -> frozenset[str]:
+    base = _default_trusted()
+    if trusted is None:
+        return base
+    if isinstance(trusted, (str, bytes)):
+        raise ArgumentError("trusted must be a list of names, not a single string")
+    extra = set()
+    for t in trusted:
+        if isinstance(t, type) or callable(t):
+            t = _canonical_name(t)
+        if not isinstance(t, str):
+            raise ArgumentError(f"trusted entries must be names or types, got {t!r}")
+        extra.add(t)
+    return base | extra
+
+
+# ------------------------------------------------------------------------------------------
+# Names
+# ------------------------------------------------------------------------------------------
+
+_name_cache: dict[Any, str] = {}
+
+
+def _canonical_name(obj: Any) -> str:
+    """Public import path of a class or function: the shortest parent module exposing it."""
+    try:
+        cached = _name_cache.get(obj)
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return cached
+    module = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if isinstance(obj, np.ufunc):
+        module, qual = "numpy", obj.__name__
+    if module is None or qual is None:
+        raise ArgumentError(f"cannot name {obj!r}: it has no module or qualified name")
+    if "<locals>" in qual or "<lambda>" in qual:
+        raise ArgumentError(f"cannot save {module}.{qual}: local functions and lambdas have no import path")
+    name = f"{module}.{qual}"
+    if "." not in qual:
+        parts = module.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            mod = sys.modules.get(parent)
+            if mod is not None and getattr(mod, qual, None) is obj:
+                name = f"{parent}.{qual}"
+                break
+    try:
+        _name_cache[obj] = name
+    except TypeError:
+        pass
+    return name
+
+
+_resolved: dict[str, Any] = {}
+
+
+def _resolve(name: str, trusted: frozenset[str]) -> Any:
+    """Import a trusted name. Never called for a name outside ``trusted``."""
+    if type(name) is not str or name not in trusted or _denied(name):
+        raise UntrustedTypeError([str(name)])
+    obj = _resolved.get(name)
+    if obj is None:
+        obj = _resolved[name] = _import_name(name)
+    return obj
+
+
+def _import_name(name: str) -> Any:
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        modname = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(modname)
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            continue
+        return obj
+    raise FormatError(f"trusted name {name!r} does not exist in this environment")
