@@ -104,11 +104,15 @@ try:
 except ImportError:
     pass
 
-with open(os.path.join(ROOT, "python", "vitrify", "trusted_types.txt")) as f:
-    trusted = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+# One trust table: the names vitrify.load admits by default (python/vitrify/_trust.py: the
+# generated trusted_types.txt and the numpy, scipy and standard-library names dump writes), less
+# the names load never trusts, so that scan and convert judge a name exactly as load does ...
+from vitrify import _trust  # noqa: E402
 
-# Names the reader turns into inert nodes or that carry only data (python/vitrify/model.py's
-# decoder accepts the same).
+trusted = {n for n in _trust._default_trusted() if not _trust._denied(n)}
+
+# ... plus the pickle forms the non-executing reader turns into inert nodes or that carry only
+# data (array and scalar reconstructors, copyreg, joblib's array wrappers, torch storages).
 trusted |= {
     "numpy.ndarray", "numpy.matrix", "numpy.dtype", "numpy._core.multiarray._reconstruct",
     "numpy.ma.core._mareconstruct", "numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray",

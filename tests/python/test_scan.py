@@ -591,3 +591,29 @@ def test_huge_integer_is_not_converted(tmp_path):
     r = scan(pickle.dumps(big, protocol=4), tmp_path)
     assert r.verdict == "inconclusive"
     assert scan(pickle.dumps(1 << 1000, protocol=4), tmp_path, "ok.pkl").verdict == "clean"
+
+
+class CallsNumpyZeros:
+    """Pickles as a call of numpy.zeros: a name load trusts (scikit-learn stores numpy functions
+    as parameters) but only ever keeps as a reference."""
+
+    def __reduce__(self):
+        return (np.zeros, (10 ** 12,))
+
+
+def test_scan_judges_numpy_functions_as_load_does(tmp_path):
+    # One trust table (scripts/gen_pickle_names.py over vitrify._trust): a numpy function is a
+    # trusted reference for scan exactly as for load, and calling it is refused by both.
+    from sklearn.preprocessing import FunctionTransformer
+
+    ref = scan(pickle.dumps(FunctionTransformer(func=np.log1p), protocol=4), tmp_path)
+    assert ref.verdict == "clean", ref
+    assert ref.refused_calls == () and not ref.unknown
+    call = scan(pickle.dumps(CallsNumpyZeros(), protocol=4), tmp_path)
+    assert call.verdict == "suspicious", call
+    assert call.refused_calls == ("numpy.zeros",), call
+    p = tmp_path / "z.vit"
+    vitrify.dump({"z": CallsNumpyZeros()}, p)
+    with pytest.raises(vitrify.VitrifyError):
+        vitrify.load(p)
+    assert "numpy.zeros" in legacy.scan(p).refused_calls
