@@ -182,3 +182,44 @@ def test_shared_state_dicts_and_lists():
     out = vitrify.loads(vitrify.dumps(obj), trusted=[_Holder])
     assert out["h"].items is out["again"]
     assert out["state"] == {"items": [1, 2]} and out["state"]["items"] is out["again"]  # as pickle
+
+
+def _exotic_values():
+    return {
+        "nested": np.zeros(3, dtype=[("a", "<i4"), ("b", [("x", "<f8"), ("y", "<u2")])]),
+        "subarray_field": np.zeros(4, dtype=[("v", "<f8", (2, 3)), ("w", "<i2")]),
+        "big_endian": np.arange(5, dtype=">f8"),
+        "big_endian_fortran": np.asfortranarray(np.arange(6, dtype=">i4").reshape(2, 3)),
+        "big_endian_field": np.zeros(2, dtype=[("a", ">i4"), ("b", "<f8")]),
+        "aligned": np.zeros(2, dtype=np.dtype([("a", "u1"), ("b", "<f8")], align=True)),
+        "bytes": np.array([b"ab", b"", b"xyz\x00q"], dtype="S5"),
+        "unicode": np.array(["a", "h\u00e9llo"]),
+        "empty": np.zeros((0, 3)),
+        "empty_unicode": np.array([], dtype="<U4"),
+        "datetime": np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]"),
+        "float16": np.arange(3, dtype=np.float16),
+        "dtype_subarray": np.dtype(("<f8", (2, 2))),
+        "dtype_aligned": np.dtype([("a", "u1"), ("b", "<f8")], align=True),
+        "dtype_big_endian": np.dtype(">i8"),
+        "dtype_unicode": np.dtype("<U7"),
+    }
+
+
+@pytest.mark.parametrize("compress", [None, "zstd"])
+@pytest.mark.parametrize("mmap", [True, False])
+def test_dtypes_keep_their_description(tmp_path, compress, mmap):
+    """The one object decoder (docs/OBJECTS.md section 12) keeps what the file describes: nested
+    and sub-array fields, byte order, numpy's align flag, widths and units."""
+    obj = _exotic_values()
+    path = tmp_path / "d.vit"
+    vitrify.dump(obj, path, compress=compress)
+    out = vitrify.load(path, mmap=mmap)
+    for k, v in obj.items():
+        o = out[k]
+        if isinstance(v, np.dtype):
+            assert o == v and o.str == v.str and o.descr == v.descr and o.isalignedstruct == v.isalignedstruct, k
+            continue
+        assert o.dtype.str == v.dtype.str and o.dtype.descr == v.dtype.descr, k
+        assert o.dtype.isalignedstruct == v.dtype.isalignedstruct, k
+        assert o.shape == v.shape and o.tobytes("A") == v.tobytes("A"), k
+        assert o.flags.f_contiguous == v.flags.f_contiguous and o.flags.writeable, k
