@@ -228,6 +228,54 @@ TEST(ObjectReferences, DtypeTableIds) {
   EXPECT_EQ(decode_code(tree(arr("0"))), errc::bad_value);             // no table
 }
 
+// The graph keeps what a dtype description says (docs/OBJECTS.md 7.2, section 12): nested and
+// sub-array fields, big-endian fields (spelled ">..." so flat consumers refuse them), the align
+// flag; and refuses the dtypes a byte form cannot have.
+TEST(ObjectDtypes, DescriptionsKeptInTheGraph) {
+  auto decode = [](const std::string& body) -> std::shared_ptr<pyobj::graph> {
+    static std::vector<std::vector<std::byte>> images;  // the graph views its file image
+    images.push_back(object_image(body, std::vector<std::byte>(64)));
+    auto f = file::from_bytes(images.back());
+    EXPECT_TRUE(f.ok());
+    auto g = pyobj::decode_objects(*f);
+    EXPECT_TRUE(g.ok()) << g.err().message;
+    return g.ok() ? *g : nullptr;
+  };
+  const std::string nested =
+      R"({"fields":[["a",">i4",0],["b",{"fields":[["x","<f8",0]],"itemsize":8},8],["c",{"base":"<f4","shape":[2,3]},16]],"itemsize":40,"aligned":true})";
+  auto g = decode(tree(ndarray(R"({"p":[0,40],"t":)" + nested + R"(,"s":[1]})")));
+  ASSERT_TRUE(g);
+  const auto& a = *g->root->arr;
+  ASSERT_TRUE(a.spec);
+  EXPECT_TRUE(a.spec->aligned);
+  ASSERT_EQ(a.fields.size(), 3u);
+  EXPECT_EQ(a.fields[0].dtype, ">i4");
+  EXPECT_TRUE(a.fields[0].spec->big_endian);
+  EXPECT_EQ(a.fields[1].dtype, "V8");
+  EXPECT_EQ(a.fields[1].spec->fields.size(), 1u);
+  EXPECT_EQ(a.fields[2].dtype, "V24");
+  ASSERT_TRUE(a.fields[2].spec->base);
+  EXPECT_EQ(a.fields[2].spec->subshape, (std::vector<std::int64_t>{2, 3}));
+  // A big-endian numeric array: little-endian data, the file's byte order in spec.
+  auto be = decode(tree(ndarray(R"({"b":"AAAAAAAA8D8=","t":">f8","s":[1]})")));
+  ASSERT_TRUE(be);
+  EXPECT_EQ(be->root->arr->dtype, "<f8");
+  EXPECT_TRUE(be->root->arr->spec->big_endian);
+  // A numpy.dtype node of a sub-array description.
+  auto sub = decode(tree(R"({"$object":{"type":"numpy.dtype","version":1,"state":{"base":"<f8","shape":[2]}}})"));
+  ASSERT_TRUE(sub);
+  EXPECT_EQ(sub->root->k, node::kind::dtype);
+  EXPECT_EQ(sub->root->arr->spec->itemsize, 16u);
+
+  // Refused: S / U / O / V fields, a sub-array as an array's own dtype, r with S, y without S,
+  // a sub-array itemsize over 2^31 - 1.
+  for (const char* t : {R"({"fields":[["a","|S4",0]],"itemsize":4})", R"({"fields":[["a","<U1",0]],"itemsize":4})",
+                        R"({"fields":[["a","V4",0]],"itemsize":4})", R"({"base":"<f8","shape":[1]})"})
+    EXPECT_EQ(decode_code(tree(ndarray(std::string(R"({"p":[0,8],"t":)") + t + R"(,"s":[1]})"))), errc::bad_value) << t;
+  EXPECT_EQ(decode_code(tree(R"({"$object":{"type":"numpy.dtype","version":1,"state":{"base":"<f8","shape":[1073741824]}}})")),
+            errc::bad_value);
+}
+
 TEST(ObjectReferences, ArrayAndPoolReferences) {
   EXPECT_EQ(decode_code(tree(R"({"$array":"missing"})")), errc::bad_value);
   EXPECT_EQ(decode_code(tree(R"({"$array":"tree"})")), errc::bad_value);  // the packed tree itself
