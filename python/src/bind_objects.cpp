@@ -220,14 +220,21 @@ class builder {
     for (const auto& [k, v] : n.entries) {
       nb::object key;
       if (intern_keys && k && k->k == NK::string && !k->shared) {
-        // Attribute names: one interned str per distinct name and build, as Python's own.
-        auto it = key_cache_.find(k->text);
-        if (it == key_cache_.end()) {
-          nb::object s = str(k->text);
-          PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&s));
-          it = key_cache_.emplace(k->text, std::move(s)).first;
+        // Attribute names: one interned str per distinct name and build, as Python's own (the
+        // states made from one keyset share their key nodes: looked up by node first).
+        auto kt = key_node_cache_.find(k);
+        if (kt != key_node_cache_.end()) {
+          key = kt->second;
+        } else {
+          auto it = key_cache_.find(k->text);
+          if (it == key_cache_.end()) {
+            nb::object s = str(k->text);
+            PyUnicode_InternInPlace(reinterpret_cast<PyObject**>(&s));
+            it = key_cache_.emplace(k->text, std::move(s)).first;
+          }
+          key = it->second;
+          key_node_cache_.emplace(k, key);
         }
-        key = it->second;
       } else {
         key = dec(k);
       }
@@ -511,6 +518,7 @@ class builder {
   bool copy_file_;
   std::unordered_map<const po::node*, nb::object> memo_;
   std::unordered_map<std::string, nb::object> key_cache_;
+  std::unordered_map<const po::node*, nb::object> key_node_cache_;
   std::unordered_map<const std::byte*, nb::object> regions_;
   std::unordered_map<std::string, type_info> type_cache_;
   std::unordered_map<std::string, nb::object> dtype_str_cache_;

@@ -130,9 +130,10 @@ def _check_tree(name: str, args: tuple, kwargs: dict | None, budget: Budget) -> 
         raise _bad(name, "n_classes must be a 1-d integer array")
     if nc.shape[0] != n_outputs:
         raise _bad(name, "n_classes must have one entry per output")
-    if int(nc.min()) < 1 or int(nc.max()) > _INT_MAX:
+    counts = nc.tolist()       # one per output: Python's min/max beat numpy's on a few items
+    if min(counts) < 1 or max(counts) > _INT_MAX:
         raise _bad(name, "class counts must be in [1, 2**31-1]")
-    budget.charge(8 * n_outputs * int(nc.max()), f"{name} value rows")
+    budget.charge(8 * n_outputs * max(counts), f"{name} value rows")
     if len(args) == 4:
         cats = args[3]
         if not (type(cats) is np.ndarray and cats.ndim == 1 and cats.dtype.kind in "iu"

@@ -114,8 +114,8 @@ def tree(obj: Any) -> None:
         raise _fail("Tree", "node array does not match node_count")
     n_outputs = int(obj.n_outputs)
     n_classes = obj.n_classes
-    if n_outputs < 1 or n_classes.shape != (n_outputs,) or int(n_classes.min()) < 1 or \
-            int(n_classes.max()) != int(obj.max_n_classes):
+    counts = n_classes.tolist() if n_classes.shape == (n_outputs,) else []
+    if n_outputs < 1 or not counts or min(counts) < 1 or max(counts) != int(obj.max_n_classes):
         raise _fail("Tree", "class counts do not match n_outputs and max_n_classes")
     if st["values"].shape != (n, n_outputs, int(obj.max_n_classes)):
         raise _fail("Tree", "values do not have one row per node")

@@ -134,6 +134,28 @@ class decoder {
     return {};
   }
 
+  // The key nodes of keyset `i`, checked and made on its first use (keysets are checked where
+  // they are used, as the dtype table is: an unused entry means nothing). Every dict made from
+  // the keyset points at the same key nodes (plain strings, never `shared`).
+  result<const std::vector<node_ptr>*> keyset(std::int64_t i, const value& names) {
+    auto it = keysets_.find(i);
+    if (it != keysets_.end()) return &it->second;
+    std::vector<node_ptr> keys;
+    keys.reserve(names.items().size());
+    std::set<std::string_view> seen;
+    for (const auto& n : names.items()) {
+      if (!n.is(value::kind::string)) return bad("invalid keyset");
+      if (!seen.insert(n.as_string()).second)
+        return fail(errc::duplicate_name, "object tree: keyset " + std::to_string(i) + " names '" + n.as_string() + "' twice");
+      auto kn = make();
+      if (!kn) return std::move(kn).err();
+      (*kn)->k = node::kind::string;
+      (*kn)->text = n.as_string();
+      keys.push_back(*kn);
+    }
+    return &keysets_.emplace(i, std::move(keys)).first->second;
+  }
+
   result<void> set_tables(const value* keys, const value* dtypes) {
     if (keys) {
       if (!keys->is(value::kind::list)) return bad("keys must be a list");
@@ -722,22 +744,13 @@ class decoder {
         if (!dn) return std::move(dn).err();
         node_ptr d = *dn;
         d->k = node::kind::dict;
-        // Keysets are checked where they are used, as the dtype table is (and as the Python
-        // loader does): an unused entry means nothing.
-        std::set<std::string_view> seen;
-        for (std::size_t j = 0; j < names.items().size(); ++j) {
-          if (!names.items()[j].is(value::kind::string)) return bad("invalid keyset");
-          if (!seen.insert(names.items()[j].as_string()).second)
-            return fail(errc::duplicate_name, "object tree: keyset " + std::to_string(ks->as_int()) + " names '" +
-                                                  names.items()[j].as_string() + "' twice");
-          auto kn = make();
-          if (!kn) return std::move(kn).err();
-          node_ptr key = *kn;
-          key->k = node::kind::string;
-          key->text = names.items()[j].as_string();
+        auto keys = keyset(ks->as_int(), names);
+        if (!keys) return std::move(keys).err();
+        d->entries.reserve((*keys)->size());
+        for (std::size_t j = 0; j < (*keys)->size(); ++j) {
           auto val = dec(s->items()[j], depth + 2);
           if (!val) return std::move(val).err();
-          d->entries.emplace_back(std::move(key), std::move(val).value());
+          d->entries.emplace_back((**keys)[j], std::move(val).value());
         }
         o.state = d;
       } else {
@@ -784,6 +797,7 @@ class decoder {
   std::uint64_t budget_;  // bytes the graph may still declare
   std::unordered_map<std::int64_t, node_ptr> shared_;
   std::unordered_map<std::string, spec_ptr> str_cache_;     // dtype strings already parsed
+  std::unordered_map<std::int64_t, std::vector<node_ptr>> keysets_;  // key nodes of the keysets used
   std::unordered_map<std::int64_t, spec_ptr> table_cache_;  // dtypes table entries already checked
 };
 
