@@ -129,7 +129,7 @@ void register_neural(registry& r);          // neural.cpp
 void register_cluster(registry& r);         // cluster.cpp
 void register_tree(registry& r);            // tree.cpp (decision trees)
 void register_ensemble(registry& r);        // ensemble.cpp (forests, GB, HGB, isolation forest)
-void register_preprocessing(registry& r);   // preprocessing.cpp
+void register_preprocessing(registry& r);   // preprocessing.cpp (families in preprocessing_*.cpp)
 void register_decomposition(registry& r);   // decomposition.cpp
 void register_compose(registry& r);         // compose.cpp (Pipeline, ColumnTransformer, FeatureUnion)
 

@@ -1,5 +1,5 @@
 // src/runtime/steps.hpp - what the composition estimators (Pipeline, ColumnTransformer,
-// FeatureUnion in compose.cpp) need to know about the transformers of preprocessing.cpp and
+// FeatureUnion in compose.cpp) need to know about the transformers of preprocessing*.cpp and
 // decomposition.cpp beyond the plain estimator interface:
 //
 // * scikit-learn keeps float32 data float32 through most transformers (a float32 X gives a
