@@ -1,6 +1,6 @@
 // vitrify._core.ObjectGraph: vitrify.load's builder of Python objects.
 //
-// The object encoding has one decoder, in C++: vitrify::pyobj::decode_objects (src/tree/pyobj.cpp)
+// The object encoding has one decoder, in C++: vitrify::pyobj::decode_objects (src/objects/decode.cpp)
 // turns a file into an inert, checked graph (every reference, dtype, shape, size and limit of
 // docs/OBJECTS.md). This file only walks that graph and makes Python objects; it reads nothing
 // from the file itself. Everything that needs Python's judgement is passed in through the build

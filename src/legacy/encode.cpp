@@ -19,7 +19,7 @@
 #include "vitrify/convert.hpp"
 #include "format/internal.hpp"
 #include "objects/encode.hpp"
-#include "tree/value_json.hpp"
+#include "core/value_json.hpp"
 
 namespace vitrify::legacy {
 
@@ -34,7 +34,7 @@ error bad(std::string msg) { return fail(errc::bad_state, "convert: " + std::mov
 // a pickle's str may carry (pickle writes them with 'surrogatepass').
 bool valid_utf8(std::string_view s) { return vitrify::detail::valid_utf8(s.data(), s.size()); }
 
-// Names the format accepts for $object types (src/tree/value.cpp valid_type_name).
+// Names the format accepts for $object types (src/core/value.cpp valid_type_name).
 bool valid_type_name(std::string_view s) {
   if (s.empty() || s.size() > 512 || s.front() == '.' || s.back() == '.') return false;
   for (char c : s) {

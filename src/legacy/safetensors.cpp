@@ -21,7 +21,7 @@
 #include <unordered_set>
 
 #include "format/internal.hpp"
-#include "tree/value_json.hpp"
+#include "core/value_json.hpp"
 
 namespace vitrify::tensors {
 

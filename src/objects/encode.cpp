@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "format/internal.hpp"
-#include "tree/value_json.hpp"
+#include "core/value_json.hpp"
 
 namespace vitrify::objects {
 

@@ -2,7 +2,7 @@
 
 Every crafted file is loaded in both encodings the one decoder reads: a version-3 packed tree
 and the same tree in the version-1 form (header tree, long state keys), so the compatibility
-path of the decoder (src/tree/pyobj.cpp) meets every hostile case too. Files that could crash
+path of the decoder (src/objects/decode.cpp) meets every hostile case too. Files that could crash
 or allocate gigabytes if a check regressed are loaded in a child process under a 1.5 GiB
 address-space limit, so that a crash fails the test instead of killing pytest."""
 

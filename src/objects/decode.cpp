@@ -14,7 +14,7 @@
 #include "core/numpy_dtype.hpp"
 #include "vitrify/reader.hpp"
 #include "vitrify/value.hpp"
-#include "tree/value_json.hpp"
+#include "core/value_json.hpp"
 
 namespace vitrify::pyobj {
 
