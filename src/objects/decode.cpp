@@ -1,5 +1,9 @@
-// The object graph stored by vitrify.dump (docs/PYTHON.md, "What is stored"), decoded into
-// inert pyobj nodes. Mirrors python/vitrify/model.py's _Decoder, minus anything that imports.
+// src/objects/decode.cpp - the one decoder of the object encoding (docs/OBJECTS.md): a file
+// written by vitrify.dump (versions 1 to 3) into an inert pyobj graph, every reference, dtype,
+// shape, size and limit checked. Nothing here imports or calls anything. Its consumers:
+// vitrify.load (python/src/bind_objects.cpp builds the Python objects), the C++ runtime,
+// convert, inspect and scan. Version 1 (long member names, logical Fortran shapes) is read by
+// the same code: the `v1_` switches are the only compatibility path.
 #include "vitrify/pyobj.hpp"
 
 #include <zstd.h>
