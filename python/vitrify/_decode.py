@@ -17,6 +17,7 @@ from . import _reconstructors as _rules
 from . import _validators
 from . import arrays as _arrays
 from ._trust import _default_trusted, _denied
+from .errors import LimitError
 
 _invalid = _rules.bad_value
 
@@ -103,12 +104,18 @@ class _BuildContext:
         return _arrays._strings_to_numpy(items, shape, {"numpy_dtype": hint})
 
 
-def _object_graph(f: Any) -> Any:
-    """The file's object graph, decoded and checked by the C++ decoder (nothing is built)."""
+def _object_graph(f: Any, extra_bytes: int | None = None) -> Any:
+    """The file's object graph, decoded and checked by the C++ decoder (nothing is built).
+    ``extra_bytes`` replaces the fixed allowance of its byte budget (decode_limits)."""
     text = f.content_json
     if not text or text == "null":
         raise _invalid("the file holds no Python object (use vitrify.load_arrays for plain arrays)")
-    return _core.ObjectGraph(f)
+    try:
+        return _core.ObjectGraph(f, extra_bytes)
+    except LimitError as e:
+        if "budget" not in str(e):
+            raise
+        raise LimitError(f"{e}; load(..., extra_bytes=N) raises the budget for a file you trust") from None
 
 
 def _names(g: Any) -> set[str]:

@@ -70,8 +70,8 @@ class Budget:
     FLOOR = 64 << 20
     PER_FILE_BYTE = 4
 
-    def __init__(self, file_size: int):
-        self.limit = self.FLOOR + self.PER_FILE_BYTE * max(0, int(file_size))
+    def __init__(self, file_size: int, floor: int | None = None):
+        self.limit = (self.FLOOR if floor is None else floor) + self.PER_FILE_BYTE * max(0, int(file_size))
         self.spent = 0
 
     def charge(self, nbytes: int, what: str) -> None:
@@ -270,9 +270,10 @@ RECONSTRUCTORS: dict[str, Callable] = {
 class CallRules:
     """The call rule for one load: the caller's own names, the budget, the checks."""
 
-    def __init__(self, default_trusted: frozenset[str], trusted: frozenset[str], file_size: int):
+    def __init__(self, default_trusted: frozenset[str], trusted: frozenset[str], file_size: int,
+                 extra_bytes: int | None = None):
         self.user = frozenset(trusted - default_trusted)
-        self.budget = Budget(file_size)
+        self.budget = Budget(file_size, extra_bytes)
 
     def call(self, name: str, target: Any, args: tuple) -> Any:
         """``target(*args)`` for a reconstructor (after its checker) or a caller-trusted name."""

@@ -194,14 +194,24 @@ def get_untrusted_types(path: Any = None, *, data: bytes | None = None, trusted:
     return _untrusted(_object_graph(f), _trust_set(trusted))
 
 
-def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None) -> Any:
+def _load(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None,
+          extra_bytes: int | None = None) -> Any:
     with _gc_paused():
-        return _load_inner(f, trusted, mmap, check_env, progress)
+        return _load_inner(f, trusted, mmap, check_env, progress, extra_bytes)
 
 
-def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None) -> Any:
+def _check_extra_bytes(extra_bytes: Any) -> int | None:
+    if extra_bytes is None:
+        return None
+    if isinstance(extra_bytes, bool) or not isinstance(extra_bytes, int) or not 0 <= extra_bytes < 2 ** 63:
+        raise ArgumentError("extra_bytes must be a non-negative integer (bytes)")
+    return extra_bytes
+
+
+def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: bool | None,
+                extra_bytes: int | None = None) -> Any:
     prog = _Progress("loading", progress)
-    g = _object_graph(f)
+    g = _object_graph(f, extra_bytes)
     ts = _trust_set(trusted)
     names = _names(g)
     bad = sorted(n for n in names if n not in ts or _denied(n))
@@ -215,7 +225,7 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
     refused = _rules.refused_uses(_uses(g), _default_trusted(), ts)
     if refused:
         raise _rules.refused(refused)
-    rules = _rules.CallRules(_default_trusted(), ts, int(f.size))
+    rules = _rules.CallRules(_default_trusted(), ts, int(f.size), extra_bytes)
     if check_env:
         env_text = f.environment_json
         if env_text and env_text != "null":
@@ -235,7 +245,8 @@ def _load_inner(f: Any, trusted: Any, mmap: bool, check_env: bool, progress: boo
 
 
 def load(path: Any, *, trusted: Iterable[str] | None = None, mmap: bool = True,
-         check_env: bool = True, progress: bool | None = None, require_signature: Any = None) -> Any:
+         check_env: bool = True, progress: bool | None = None, require_signature: Any = None,
+         extra_bytes: int | None = None) -> Any:
     """Load an object saved with :func:`dump`.
 
     Only trusted names are imported or called: numpy, scipy and scikit-learn types that dump()
@@ -246,19 +257,28 @@ def load(path: Any, *, trusted: Iterable[str] | None = None, mmap: bool = True,
     With ``require_signature=PUBKEY`` (a key file path, PEM text or the 32 raw key bytes) the file
     must carry a valid signature by that key (vitrify.signing), checked with every array checksum
     before anything is decoded; otherwise :class:`SignatureError` is raised.
+
+    Every size the file declares is charged to a budget tied to the file's size (docs/SECURITY.md):
+    64 bytes of decoded data per byte of file plus 256 MiB, and for the allocations of the
+    reconstructors 4 bytes per byte of file plus 64 MiB. A file over it raises :class:`LimitError`
+    (decoded data) or :class:`ResourceLimitError` (reconstructors) before the memory is taken.
+    ``extra_bytes`` replaces both fixed allowances (256 MiB and 64 MiB) for a file you trust to
+    need more.
     """
+    extra_bytes = _check_extra_bytes(extra_bytes)
     f = _open(path, mmap)
     if require_signature is not None:  # signatures (issue 5): before anything is decoded
         from .signing import require_signature as _require_signature
         _require_signature(f, require_signature)
-    return _load(f, trusted, mmap, check_env, progress)
+    return _load(f, trusted, mmap, check_env, progress, extra_bytes)
 
 
 def loads(data: bytes, *, trusted: Iterable[str] | None = None, check_env: bool = True,
-          require_signature: Any = None) -> Any:
+          require_signature: Any = None, extra_bytes: int | None = None) -> Any:
     """Like :func:`load`, from a file image in memory."""
+    extra_bytes = _check_extra_bytes(extra_bytes)
     f = _core.File.from_bytes(data, True)
     if require_signature is not None:  # signatures (issue 5): before anything is decoded
         from .signing import require_signature as _require_signature
         _require_signature(f, require_signature)
-    return _load(f, trusted, True, check_env, False)
+    return _load(f, trusted, True, check_env, False, extra_bytes)

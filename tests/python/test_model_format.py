@@ -223,3 +223,21 @@ def test_dtypes_keep_their_description(tmp_path, compress, mmap):
         assert o.dtype.isalignedstruct == v.dtype.isalignedstruct, k
         assert o.shape == v.shape and o.tobytes("A") == v.tobytes("A"), k
         assert o.flags.f_contiguous == v.flags.f_contiguous and o.flags.writeable, k
+
+
+def test_budget_allowance_can_be_raised_for_a_trusted_file(tmp_path):
+    """A small file declaring more decoded bytes than its budget (docs/OBJECTS.md section 8) is
+    refused; the caller raises the budget's fixed allowance explicitly with extra_bytes."""
+    big = np.zeros(40 * 2 ** 20 // 8)                      # 40 MiB of zeros
+    path = tmp_path / "z.vit"
+    vitrify.dump({"a": big}, path, compress="zstd")
+    assert path.stat().st_size < 2 ** 20                   # compresses to a few KiB
+    with pytest.raises(vitrify.LimitError, match="extra_bytes"):
+        vitrify.load(path, extra_bytes=0)
+    with pytest.raises(vitrify.LimitError):
+        vitrify.loads(path.read_bytes(), extra_bytes=2 ** 20)
+    out = vitrify.load(path, extra_bytes=128 * 2 ** 20)   # pool decoded + its arrays: 80 MiB
+    assert out["a"].shape == big.shape and not out["a"].any()
+    assert vitrify.load(path)["a"].shape == big.shape       # within the default allowance
+    with pytest.raises(vitrify.ArgumentError):
+        vitrify.load(path, extra_bytes=-1)
