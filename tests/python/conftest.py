@@ -39,7 +39,7 @@ _XXH3 = _load_xxhash()
 
 def xxh3(data: bytes) -> int:
     if _XXH3 is None:
-        pytest.skip("libxxhash not available to craft files")
+        pytest.fail("libxxhash is not available to craft files (make setup installs libxxhash-dev)")
     data = bytes(data)
     return int(_XXH3(data, len(data)))
 

@@ -414,7 +414,7 @@ def _writer_for(i):
 def test_convert_estimator(i, tmp_path):
     name, est, X = _CONVERT_CASES[i]
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip(f"{_canonical(est)} is not supported by the C++ runtime yet")
+        pytest.fail(f"{_canonical(est)} is not supported by the C++ runtime yet")
     # Each estimator is written two ways (rotating over every writer), so that every writer
     # meets every estimator family over the whole parametrization.
     for how in _writer_for(i):
@@ -443,7 +443,7 @@ def _by_name(name):
 def test_convert_every_writer(name, how, tmp_path):
     _, est, X = _by_name(name)
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip(f"{_canonical(est)} is not supported by the C++ runtime yet")
+        pytest.fail(f"{_canonical(est)} is not supported by the C++ runtime yet")
     src, out = tmp_path / "model.bin", tmp_path / "model.vit"
     _write(est, src, how)
     _convert(src, out, compress="zstd" if how.endswith("3") else None)
@@ -456,7 +456,7 @@ def test_joblib_mmap_layout_and_large_arrays(tmp_path):
     X, y = _Xy("reg", n=3000, d=40)
     est = ensemble.RandomForestRegressor(n_estimators=4, random_state=0).fit(X, y)
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip("RandomForestRegressor is not supported by the C++ runtime yet")
+        pytest.fail("RandomForestRegressor is not supported by the C++ runtime yet")
     src, out = tmp_path / "big.joblib", tmp_path / "big.vit"
     joblib.dump(est, src)
     mapped = joblib.load(src, mmap_mode="r")  # the file joblib itself maps (reference only)
@@ -472,7 +472,7 @@ def test_joblib_mmap_layout_and_large_arrays(tmp_path):
 def test_convert_records_provenance_and_environment(tmp_path):
     _, est, X = _by_name("LogisticRegression")
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip("LogisticRegression is not supported by the C++ runtime yet")
+        pytest.fail("LogisticRegression is not supported by the C++ runtime yet")
     src, out = tmp_path / "lr.pkl", tmp_path / "lr.vit"
     _write(est, src, "pickle5")
     info = _convert(src, out)
@@ -612,7 +612,7 @@ def test_failed_check_keeps_existing_output(tmp_path):
     X, y = _Xy("clf")
     est = tree.DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip("DecisionTreeClassifier is not supported by the C++ runtime yet")
+        pytest.fail("DecisionTreeClassifier is not supported by the C++ runtime yet")
     est.tree_.feature[0] = 1000
     src, out = tmp_path / "bad.pkl", tmp_path / "out.vit"
     src.write_bytes(pickle.dumps(est, protocol=5))
@@ -650,7 +650,7 @@ def _cli(*args):
 def test_cli_convert(tmp_path):
     _, est, X = _by_name("RandomForestClassifier")
     if _canonical(est) not in _SUPPORTED:
-        pytest.skip("RandomForestClassifier is not supported by the C++ runtime yet")
+        pytest.fail("RandomForestClassifier is not supported by the C++ runtime yet")
     src, out = tmp_path / "rf.joblib", tmp_path / "rf.vit"
     joblib.dump(est, src, compress=3)
     r = _cli("convert", src, out)
@@ -698,7 +698,7 @@ def test_fixtures_exist():
 @pytest.mark.parametrize("fx", _FIXTURES, ids=[f"{f['file']}:{f['method']}" for f in _FIXTURES])
 def test_convert_old_sklearn_fixture(fx, tmp_path):
     if fx["type"] not in _SUPPORTED:
-        pytest.skip(f"{fx['type']} is not supported by the C++ runtime yet")
+        pytest.fail(f"{fx['type']} is not supported by the C++ runtime yet")
     src = os.path.join(FIXTURES, fx["file"])
     out = tmp_path / "old.vit"
     info = _convert(src, out)

@@ -86,7 +86,7 @@ def iris_rf(tmp):
     from sklearn.ensemble import RandomForestClassifier
 
     if RF not in SUPPORTED:
-        pytest.skip("runtime lacks RandomForestClassifier")
+        pytest.fail("runtime lacks RandomForestClassifier")
     X, y = load_iris(return_X_y=True)
     rf = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
     path = tmp / "rf.vit"
@@ -103,7 +103,7 @@ def frame_logreg(tmp):
     from sklearn.linear_model import LogisticRegression
 
     if LOGREG not in SUPPORTED:
-        pytest.skip("runtime lacks LogisticRegression")
+        pytest.fail("runtime lacks LogisticRegression")
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     X = X.iloc[:, :8].copy()
     # Names that need RFC 4180 quoting in the header: a comma, a quote, blanks.
@@ -213,7 +213,7 @@ def test_string_labels_are_quoted_as_needed(tmp):
     from sklearn.tree import DecisionTreeClassifier
 
     if TREE not in SUPPORTED:
-        pytest.skip("runtime lacks DecisionTreeClassifier")
+        pytest.fail("runtime lacks DecisionTreeClassifier")
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", 'ver"si, color', " virginica"])   # comma, quote, leading blank
     tree = DecisionTreeClassifier(random_state=0).fit(X, names[y])
@@ -236,7 +236,7 @@ def test_missing_values_and_number_spellings(tmp):
     from sklearn.tree import DecisionTreeRegressor
 
     if "sklearn.tree.DecisionTreeRegressor" not in SUPPORTED:
-        pytest.skip("runtime lacks DecisionTreeRegressor")
+        pytest.fail("runtime lacks DecisionTreeRegressor")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 2))
     X[rng.random(400) < 0.2, 0] = np.nan

@@ -484,7 +484,7 @@ def test_classify_name():
 
 def run_cli(*args):
     if not os.path.exists(CLI):
-        pytest.skip("vitrify CLI not built")
+        pytest.fail(f"vitrify CLI not built at {CLI}")
     return subprocess.run([CLI, "scan", *map(str, args)], capture_output=True, text=True)
 
 
