@@ -241,3 +241,22 @@ def test_budget_allowance_can_be_raised_for_a_trusted_file(tmp_path):
     assert vitrify.load(path)["a"].shape == big.shape       # within the default allowance
     with pytest.raises(vitrify.ArgumentError):
         vitrify.load(path, extra_bytes=-1)
+
+
+def test_cycles_the_builder_cannot_make_are_refused():
+    """Lists, dicts and objects exist before their contents, so a $ref inside them may name them
+    (docs/OBJECTS.md 5.2); an object's constructor arguments, a set or a tuple cannot hold
+    themselves: refused with a FormatError, never a half-built object."""
+    def load_root(root):
+        return vitrify.loads(_pooled_file(None, root=root))
+
+    shared = lambda v: {"$shared": {"id": 1, "value": v}}   # noqa: E731
+    ref = {"$ref": 1}
+    ok = load_root(shared(_obj("collections.OrderedDict", {"n": True, "di": [["me", ref]]})))
+    assert ok["me"] is ok
+    lst = load_root(shared([{"$tuple": [ref]}]))
+    assert lst[0][0] is lst
+    for bad in (_obj("collections.OrderedDict", {"a": [ref]}), _obj("builtins.set", [ref]),
+                {"$tuple": [ref]}, {"$dict": [[ref, 1]]}):
+        with pytest.raises(vitrify.FormatError):
+            load_root(shared(bad))
