@@ -625,6 +625,30 @@ class decoder {
     return bad("invalid numpy.ndarray state");
   }
 
+  // OBJECTS.md 5.4: ("MT19937", keys: 624 uint32, pos in [0, 624], has_gauss 0 or 1,
+  // cached_gaussian a number), checked before numpy's set_state sees it.
+  static result<void> check_random_state(const node& st) {
+    auto refuse = [] {
+      return bad("a numpy.random.RandomState state must be (\"MT19937\", 624 uint32 keys, pos in [0, 624], has_gauss 0 or 1, "
+                 "cached_gaussian)");
+    };
+    if (st.k != node::kind::tuple || st.items.size() != 5) return refuse();
+    const node* name = st.items[0];
+    const node* keys = st.items[1];
+    const node* pos = st.items[2];
+    const node* gauss = st.items[3];
+    const node* cached = st.items[4];
+    if (!name || name->k != node::kind::string || name->text != "MT19937") return refuse();
+    if (!keys || keys->k != node::kind::array || !keys->arr || keys->arr->dtype != "<u4" || keys->arr->shape.size() != 1 ||
+        keys->arr->shape[0] != 624)
+      return refuse();
+    if (!pos || pos->k != node::kind::integer || pos->i < 0 || pos->i > 624) return refuse();
+    const bool gauss_ok = gauss && ((gauss->k == node::kind::integer && (gauss->i == 0 || gauss->i == 1)) || gauss->k == node::kind::boolean);
+    if (!gauss_ok) return refuse();
+    if (!cached || (cached->k != node::kind::floating && cached->k != node::kind::integer)) return refuse();
+    return {};
+  }
+
   // `depth` is the depth of the state `st` (OBJECTS.md section 8: one below its $object); its
   // members are one deeper, the items of a member list two deeper, as the typed value nests them.
   result<void> object_node(node& out, const std::string& type, const value& st, std::uint32_t depth) {
@@ -714,6 +738,7 @@ class decoder {
       auto s = dec(st, depth);
       if (!s) return std::move(s).err();
       o.state = std::move(s).value();
+      if (type == "numpy.random.RandomState") VITRIFY_TRY(check_random_state(*o.state));
       return {};
     }
     if (!st.is(value::kind::dict)) return bad("object state of " + type + " must be a dict");

@@ -276,6 +276,27 @@ TEST(ObjectDtypes, DescriptionsKeptInTheGraph) {
             errc::bad_value);
 }
 
+// OBJECTS.md 5.4: the RandomState tuple is checked by the decoder, before numpy sees it.
+TEST(ObjectSpecialTypes, RandomStateTuple) {
+  const std::vector<std::byte> pool(624 * 4);
+  auto rs = [](const std::string& name, const std::string& keys, const std::string& pos, const std::string& gauss,
+               const std::string& cached) {
+    return tree(R"({"$object":{"type":"numpy.random.RandomState","version":1,"state":{"$tuple":[)" + name + "," + keys + "," + pos +
+                "," + gauss + "," + cached + "]}}}");
+  };
+  const std::string keys = ndarray(R"({"p":[0,2496],"t":"<u4","s":[624]})");
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "0", "0", "0.0"), {}, pool), errc::ok);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "624", "1", "1.5"), {}, pool), errc::ok);
+  EXPECT_EQ(decode_code(rs(R"("PCG64")", keys, "0", "0", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", ndarray(R"({"p":[0,2492],"t":"<u4","s":[623]})"), "0", "0", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", ndarray(R"({"p":[0,2496],"t":"<i4","s":[624]})"), "0", "0", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "625", "0", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "-1", "0", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "0", "2", "0.0"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(rs(R"("MT19937")", keys, "0", "0", R"("x")"), {}, pool), errc::bad_value);
+  EXPECT_EQ(decode_code(tree(R"({"$object":{"type":"numpy.random.RandomState","version":1,"state":[1,2]}})"), {}, pool), errc::bad_value);
+}
+
 TEST(ObjectReferences, ArrayAndPoolReferences) {
   EXPECT_EQ(decode_code(tree(R"({"$array":"missing"})")), errc::bad_value);
   EXPECT_EQ(decode_code(tree(R"({"$array":"tree"})")), errc::bad_value);  // the packed tree itself
