@@ -735,6 +735,27 @@ def invalid_vectors() -> list[Vec]:
     bad("raw_size_mismatch", "raw bytes shorter than dtype x shape",
         p2(obj("numpy.ndarray", {"y": arr_ref("0"), "s": [3], "t": "|S4"}),
            arrays=(fv.raw_arr("0", "uint8", [8], b"abcdefgh"),)))
+
+    # Added 2026-12-04 (one decoder for load, the runtime and scan)
+    raw8 = (fv.raw_arr("0", "uint8", [8], b"abcdefgh"),)
+    bad("raw_r_bytes_dtype", "raw bytes (r) with an |S dtype (fixed-width bytes are y)",
+        p2(obj("numpy.ndarray", {"r": arr_ref("0"), "s": [4], "t": "|S2"}), arrays=raw8))
+    bad("raw_y_numeric_dtype", "raw bytes (y) with a float64 dtype (numeric bytes are r)",
+        p2(obj("numpy.ndarray", {"y": arr_ref("0"), "s": [1], "t": "<f8"}), arrays=raw8))
+    bad("dtype_table_entry_is_index", "a dtypes table entry that is itself an index",
+        packed_file(3, pooled(1, [2], 0, 16), dtypes=["<f8", 0], pool=pool16))
+    bad("dtype_table_entry_bytes", "a dtypes table entry of |S dtype (entries are numeric or structured)",
+        packed_file(3, obj("numpy.dtype", 0), dtypes=["|S4"], pool=pool16))
+    bad("structured_field_bytes", "a structured field of |S dtype",
+        p3(pooled({"fields": [["a", "|S8", 0]], "itemsize": 8}, [1], 0, 8), pool16))
+    keys624 = bytes(624 * 4)
+    rs_pool = keys624 + bytes(-len(keys624) % 16)
+
+    def rstate(pos, gauss=0, n=624):
+        return obj("numpy.random.RandomState", tup("MT19937", pooled("<u4", [n], 0, 4 * n), pos, gauss, 0.0))
+    bad("random_state_pos_625", "a RandomState position past its 624 keys", p3(rstate(625), rs_pool))
+    bad("random_state_623_keys", "a RandomState with 623 keys", p3(rstate(0, n=623), rs_pool))
+    bad("random_state_has_gauss_2", "a RandomState has_gauss of 2", p3(rstate(0, gauss=2), rs_pool))
     return out
 
 
