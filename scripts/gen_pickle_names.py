@@ -216,6 +216,12 @@ out += [f"    {q(t)}," for t in sorted(reference_only)]
 out += ["};", "// The rebuild functions vitrify.load calls: python/vitrify/_reconstructors.py (sorted).",
         "static constexpr std::string_view k_reconstructors[] = {"]
 out += [f"    {q(t)}," for t in sorted(reconstructors)]
+out += ["};", "// Names vitrify.load never trusts, even when a caller lists them: python/vitrify/_trust.py",
+        "// _DENY_MODULE_PREFIXES (a module and everything under it) and _DENY_NAMES.",
+        "static constexpr std::string_view k_load_deny_prefixes[] = {"]
+out += [f"    {q(t)}," for t in _trust._DENY_MODULE_PREFIXES]
+out += ["};", "static constexpr std::string_view k_load_deny_names[] = {"]
+out += [f"    {q(t)}," for t in sorted(_trust._DENY_NAMES)]
 out += ["};", "// _compat_pickle.IMPORT_MAPPING (sorted).",
         "static constexpr std::pair<std::string_view, std::string_view> k_py2_modules[] = {"]
 out += [f"    {{{q(k)}, {q(v)}}}," for k, v in py2_modules]

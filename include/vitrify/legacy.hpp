@@ -110,6 +110,9 @@ name_class classify_name(std::string_view raw_name);
 /// trusted function that load keeps only as a reference (a compute kernel, a numpy ufunc,
 /// check_array) is `unknown` when called: a file that calls it is not clean.
 name_class classify_call(std::string_view raw_name);
+/// Whether vitrify.load refuses `name` whatever the caller trusts (python/vitrify/_trust.py's
+/// deny list, generated into the same table as the trusted names): convert never writes one.
+bool load_denies(std::string_view name) noexcept;
 
 struct scan_report {
   std::string path;

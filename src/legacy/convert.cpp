@@ -85,28 +85,6 @@ constexpr std::array component_table = {
     "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor",
 };
 
-// Names that run code or touch the system (model.py _DENY_MODULE_PREFIXES / _DENY_NAMES): a
-// file naming one is called out as dangerous, not merely unsupported.
-constexpr std::array deny_prefixes = {
-    "os", "posix", "nt", "subprocess", "sys", "importlib", "pickle", "_pickle", "marshal", "shutil",
-    "socket", "ctypes", "runpy", "code", "codeop", "pty", "webbrowser", "multiprocessing", "signal",
-    "threading", "_thread", "asyncio", "io", "_io", "pathlib", "tempfile", "shelve", "dbm", "http",
-    "urllib", "ftplib", "smtplib", "telnetlib", "pdb", "bdb", "trace", "inspect", "gc",
-    "cloudpickle", "dill", "numpy.testing", "numpy.distutils", "numpy.f2py", "numpy.lib.npyio",
-    "scipy._lib._testutils", "sklearn.utils._testing", "sklearn.externals", "__main__", "typing", "operator",
-};
-constexpr std::array deny_names = {
-    "builtins.eval", "builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__",
-    "builtins.getattr", "builtins.setattr", "builtins.delattr", "builtins.globals", "builtins.locals",
-    "builtins.vars", "builtins.input", "builtins.breakpoint", "builtins.exit", "builtins.quit",
-    "builtins.help", "builtins.memoryview", "builtins.type", "builtins.object", "builtins.super",
-    "builtins.classmethod", "builtins.staticmethod", "builtins.property", "functools.reduce",
-    "numpy.load", "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile", "numpy.memmap",
-    "numpy.save", "numpy.savez", "numpy.ctypeslib", "numpy.frompyfunc", "numpy.vectorize",
-    "numpy.piecewise", "numpy.apply_along_axis", "numpy.apply_over_axes",
-    "__builtin__.eval", "__builtin__.exec", "__builtin__.open", "__builtin__.getattr", "__builtin__.__import__",
-};
-
 // Raw names of numpy's random-generator pickling, which the reader turns into RandomState /
 // Generator nodes (their state is plain data): the bit generator's seed sequence is rebuilt
 // through a Cython unpickle function the reader does not need for that state.
@@ -118,13 +96,6 @@ constexpr std::array numpy_random_raw = {
     "numpy.random.mtrand.RandomState", "numpy.random._generator.Generator",
 };
 
-bool denied(std::string_view name) {
-  for (std::string_view n : deny_names)
-    if (name == n) return true;
-  for (std::string_view p : deny_prefixes)
-    if (name == p || (name.size() > p.size() && name.substr(0, p.size()) == p && name[p.size()] == '.')) return true;
-  return false;
-}
 
 const std::set<std::string, std::less<>>& supported_set() {
   static const std::set<std::string, std::less<>> s = [] {
@@ -221,7 +192,8 @@ result<std::vector<std::byte>> read_head(const std::filesystem::path& p, std::si
 }  // namespace
 
 convert_name classify_for_convert(std::string_view name) {
-  if (denied(name) || classify_name(name) == name_class::dangerous) return convert_name::dangerous;
+  // load's deny list (generated from python/vitrify/_trust.py) and the scanner's dangerous names
+  if (load_denies(name) || classify_name(name) == name_class::dangerous) return convert_name::dangerous;
   if (supported_set().count(name)) return convert_name::estimator;
   if (component_set().count(name)) return convert_name::component;
   return convert_name::unsupported;

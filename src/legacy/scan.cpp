@@ -106,6 +106,14 @@ bool is_reconstructor(std::string_view canonical) {
 }
 }  // namespace detail
 
+bool load_denies(std::string_view name) noexcept {
+  for (std::string_view n : k_load_deny_names)
+    if (name == n) return true;
+  for (std::string_view p : k_load_deny_prefixes)
+    if (has_prefix_module(name, p)) return true;
+  return false;
+}
+
 name_class classify_name(std::string_view raw_name) {
   std::string fixed = fix_raw(raw_name);
   if (fixed.rfind("numpy.core.", 0) == 0) fixed = "numpy._core." + fixed.substr(11);
