@@ -192,8 +192,11 @@ result<std::vector<std::byte>> read_head(const std::filesystem::path& p, std::si
 }  // namespace
 
 convert_name classify_for_convert(std::string_view name) {
-  // load's deny list (generated from python/vitrify/_trust.py) and the scanner's dangerous names
-  if (load_denies(name) || classify_name(name) == name_class::dangerous) return convert_name::dangerous;
+  // The scanner's dangerous names, and load's deny list (generated from python/vitrify/_trust.py)
+  // for every name the reader does not itself turn into inert data (joblib's array wrappers and
+  // torch's rebuild functions are safe pickle forms that never reach the converted file).
+  const name_class c = classify_name(name);
+  if (c == name_class::dangerous || (c != name_class::safe && load_denies(name))) return convert_name::dangerous;
   if (supported_set().count(name)) return convert_name::estimator;
   if (component_set().count(name)) return convert_name::component;
   return convert_name::unsupported;
