@@ -1,5 +1,5 @@
 // vitrify convert: a scikit-learn model saved with pickle or joblib -> a vitrify file, without
-// executing anything. The non-executing reader (pickle.cpp) turns the file into an inert graph;
+// executing anything. The non-executing reader (pickle*.cpp) turns the file into an inert graph;
 // this file decides whether that graph may be converted (a closed list of names), records where
 // it came from, encodes it (encode.cpp) and, by default, proves the result builds with the C++
 // runtime before it replaces the output.
