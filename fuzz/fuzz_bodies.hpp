@@ -284,6 +284,8 @@ inline int fuzz_roundtrip(const std::uint8_t* data, std::size_t size) {
   return 0;
 }
 
+inline void check_graph(const vitrify::pyobj::node* root);
+
 /// Target (d): a model file -> object graph -> C++ estimator -> predictions. Whatever builds
 /// must predict on any input of the right width without crashing; errors are fine.
 inline void exercise_model(std::span<const std::byte> img) {
@@ -292,7 +294,10 @@ inline void exercise_model(std::span<const std::byte> img) {
   if (!f) return;
   {
     auto g = pyobj::decode_objects(*f);
-    if (g) (void)pyobj::referenced_names(*(*g)->root);
+    if (g) {
+      (void)pyobj::referenced_names(*(*g)->root);
+      check_graph((*g)->root);  // what the builders (C++ and Python) rely on
+    }
   }
   runtime::load_options lo;
   lo.verify_arrays = false;  // reach the builders with arbitrary array bytes
@@ -337,6 +342,10 @@ inline void check_graph(const vitrify::pyobj::node* root) {
     if ((n->k == node::kind::array || n->k == node::kind::scalar) && n->arr) {
       const auto& a = *n->arr;
       if (!a.data.empty()) VITRIFY_FUZZ_CHECK(a.data.size() == a.count() * a.itemsize, a.dtype);
+      // The Python builder makes one numpy view per region and slices every array out of it.
+      if (!a.region.empty())
+        VITRIFY_FUZZ_CHECK(a.data.data() >= a.region.data() && a.data.data() + a.data.size() <= a.region.data() + a.region.size(),
+                           a.dtype);
       if (!a.strings.empty()) VITRIFY_FUZZ_CHECK(a.strings.size() == a.count(), a.dtype);
       if (!a.items.empty()) VITRIFY_FUZZ_CHECK(a.items.size() == a.count(), a.dtype);
       for (auto x : a.items) stack.push_back(x);
